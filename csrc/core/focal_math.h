@@ -1,0 +1,303 @@
+// focal_math.h — the focal-loss math, written once for every backend.
+//
+// Everything here is inline and framework-free, so the CPU launchers, the CUDA kernels and
+// the pybind11 module all evaluate the very same expressions. No TensorFlow, no Eigen.
+//
+// Softmax notation for one row of C logits z:
+//   m            the row maximum (an exact logit value)
+//   sum_others   Σ_{c : z_c != m} exp(z_c - m) + (number of ties with m) - 1, i.e. the
+//                share of every class but one argmax; log-sum-exp = m + log1p(sum_others).
+//   p_c, q_c     probability of class c and 1 - p_c. For an argmax q_c = sum_others / (1 +
+//                sum_others) (no cancellation); for every other class p_c <= 1/2, so 1 - p_c is
+//                exact enough.
+//   term_c       q_c^γ · (-log p_c), the focal term of class c
+//   h_c          p_c · d term_c / d p_c = q_c^γ · (γ · p_c log p_c / q_c - 1). The ratio
+//                p log p / q lies in [-1, 0] and tends to -1 as p -> 1, so h never divides by
+//                zero and stays finite for every γ >= 0 (no (1-p)^(γ-1)).
+//   g_c          y_c · α_c · h_c (y the label weight of class c)
+//   d loss / d z_j = g_j - p_j · Σ_c g_c.
+// The forward keeps Σ g_c split into the part over argmax classes and the rest so the backward
+// can form g_j - p_j Σ g at an argmax as g_j q_j - p_j (rest) without cancellation.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__CUDACC__)
+#define FOCAL_HD __host__ __device__ __forceinline__
+#else
+#define FOCAL_HD inline
+#endif
+
+namespace focal {
+
+// Elementary functions by precision, callable from host and device code.
+FOCAL_HD float math_exp(float x) { return ::expf(x); }
+FOCAL_HD double math_exp(double x) { return ::exp(x); }
+FOCAL_HD float math_log(float x) { return ::logf(x); }
+FOCAL_HD double math_log(double x) { return ::log(x); }
+FOCAL_HD float math_log1p(float x) { return ::log1pf(x); }
+FOCAL_HD double math_log1p(double x) { return ::log1p(x); }
+FOCAL_HD float math_pow(float x, float y) { return ::powf(x, y); }
+FOCAL_HD double math_pow(double x, double y) { return ::pow(x, y); }
+
+// ---------------------------------------------------------------------------------------------
+// 16-bit storage types. Logits of these types are computed in float32.
+struct float16_bits {
+  uint16_t bits;
+};
+struct bfloat16_bits {
+  uint16_t bits;
+};
+
+FOCAL_HD uint32_t float_as_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  return u;
+}
+FOCAL_HD float bits_as_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
+FOCAL_HD float to_float(float16_bits h) {
+  const uint32_t sign = static_cast<uint32_t>(h.bits & 0x8000u) << 16;
+  const uint32_t exponent = (h.bits >> 10) & 0x1fu;
+  const uint32_t mantissa = h.bits & 0x3ffu;
+  if (exponent == 0x1fu) return bits_as_float(sign | 0x7f800000u | (mantissa << 13));
+  if (exponent == 0) {
+    // zero or subnormal: mantissa · 2^-24 is exact and a normal float32
+    const float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-8f;
+    return bits_as_float(sign | float_as_bits(magnitude));
+  }
+  return bits_as_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+}
+
+FOCAL_HD float16_bits to_float16(float f) {
+  uint32_t u = float_as_bits(f);
+  const uint32_t sign = (u >> 16) & 0x8000u;
+  u &= 0x7fffffffu;
+  uint16_t out;
+  if (u >= 0x47800000u) {  // |f| >= 65536, inf or NaN
+    out = u > 0x7f800000u ? 0x7e00u : 0x7c00u;
+  } else if (u < 0x38800000u) {  // below the smallest normal half: round in float arithmetic
+    // adding 0.5 aligns the half-subnormal grid with float's mantissa LSBs (round to nearest even)
+    const float shifted = bits_as_float(u) + 0.5f;
+    out = static_cast<uint16_t>(float_as_bits(shifted) - 0x3f000000u);
+  } else {
+    const uint32_t odd = (u >> 13) & 1u;
+    u += 0xc8000fffu + odd;  // rebias exponent 127 -> 15, round to nearest even
+    out = static_cast<uint16_t>(u >> 13);
+  }
+  return float16_bits{static_cast<uint16_t>(out | sign)};
+}
+
+FOCAL_HD float to_float(bfloat16_bits b) { return bits_as_float(static_cast<uint32_t>(b.bits) << 16); }
+
+FOCAL_HD bfloat16_bits to_bfloat16(float f) {
+  const uint32_t u = float_as_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return bfloat16_bits{static_cast<uint16_t>((u >> 16) | 0x40u)};
+  const uint32_t rounded = u + 0x7fffu + ((u >> 16) & 1u);
+  return bfloat16_bits{static_cast<uint16_t>(rounded >> 16)};
+}
+
+// Storage type -> accumulation type (float for 16- and 32-bit logits, double for double).
+template <typename T>
+struct AccumulateOf {
+  using type = float;
+};
+template <>
+struct AccumulateOf<double> {
+  using type = double;
+};
+template <typename T>
+using acc_t = typename AccumulateOf<T>::type;
+
+FOCAL_HD float load_acc(float v) { return v; }
+FOCAL_HD double load_acc(double v) { return v; }
+FOCAL_HD float load_acc(float16_bits v) { return to_float(v); }
+FOCAL_HD float load_acc(bfloat16_bits v) { return to_float(v); }
+
+FOCAL_HD void store_from_acc(float v, float* out) { *out = v; }
+FOCAL_HD void store_from_acc(double v, double* out) { *out = v; }
+FOCAL_HD void store_from_acc(float v, float16_bits* out) { *out = to_float16(v); }
+FOCAL_HD void store_from_acc(float v, bfloat16_bits* out) { *out = to_bfloat16(v); }
+
+// ---------------------------------------------------------------------------------------------
+// Parameters of the softmax losses, validated by the adapters before any kernel runs.
+struct SoftmaxFocalParams {
+  double gamma = 2.0;
+  double epsilon = 0.0;          // 0: exact log-softmax; in (0, 0.5): clip p to [ε, 1-ε]
+  double label_smoothing = 0.0;  // sparse labels only: y = (1-s)·onehot + s/C
+  const double* alpha = nullptr; // nullptr: 1 for every class
+  int64_t alpha_size = 0;        // 1: one weight for every class; C: per class
+  int64_t ignore_class = 0;
+  bool has_ignore_class = false;
+};
+
+FOCAL_HD double class_alpha(const SoftmaxFocalParams& params, int64_t c) {
+  if (params.alpha == nullptr) return 1.0;
+  return params.alpha_size == 1 ? params.alpha[0] : params.alpha[c];
+}
+
+// Per-row state the softmax forward hands to its backward: four values per row.
+constexpr int kSoftmaxRowStats = 4;
+template <typename Acc>
+struct SoftmaxRowStats {
+  Acc max_logit;
+  Acc sum_others;
+  Acc grad_weight_rest;    // Σ g_c over classes with z_c != max
+  Acc grad_weight_argmax;  // Σ g_c over classes with z_c == max
+};
+
+// ---------------------------------------------------------------------------------------------
+// Online log-sum-exp in the (max, sum_others) form. Merging a single logit:
+template <typename Acc>
+struct RowLogSumExp {
+  Acc max_logit;
+  Acc sum_others;
+};
+
+template <typename Acc>
+FOCAL_HD RowLogSumExp<Acc> empty_logsumexp() {
+  return {-INFINITY, Acc(0)};
+}
+
+template <typename Acc>
+FOCAL_HD void merge_logsumexp(RowLogSumExp<Acc>& acc, RowLogSumExp<Acc> other) {
+  if (other.max_logit == -INFINITY && other.sum_others == Acc(0)) return;
+  if (acc.max_logit == -INFINITY && acc.sum_others == Acc(0)) {
+    acc = other;
+    return;
+  }
+  if (other.max_logit > acc.max_logit) {
+    acc.sum_others = other.sum_others + (acc.sum_others + Acc(1)) * math_exp(acc.max_logit - other.max_logit);
+    acc.max_logit = other.max_logit;
+  } else {
+    // NaN in either max lands here and poisons the sum: a NaN row stays NaN
+    acc.sum_others += (other.sum_others + Acc(1)) * math_exp(other.max_logit - acc.max_logit);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Probability of one class given its row's (max, sum_others).
+template <typename Acc>
+struct ClassProbability {
+  Acc p;
+  Acc q;  // 1 - p, never formed by cancellation near p = 1
+  Acc log_p;
+};
+
+// The per-row constants every class of a row shares.
+template <typename Acc>
+struct RowNormalizer {
+  Acc max_logit;
+  Acc sum_others;
+  Acc inv_denom;  // 1 / (1 + sum_others) = p of an argmax
+  Acc log_denom;  // log1p(sum_others) = log-sum-exp - max
+};
+
+template <typename Acc>
+FOCAL_HD RowNormalizer<Acc> row_normalizer(Acc max_logit, Acc sum_others) {
+  return {max_logit, sum_others, Acc(1) / (Acc(1) + sum_others), math_log1p(sum_others)};
+}
+
+template <typename Acc>
+FOCAL_HD ClassProbability<Acc> class_probability(Acc z, const RowNormalizer<Acc>& row) {
+  ClassProbability<Acc> r;
+  if (z == row.max_logit) {
+    r.p = row.inv_denom;
+    r.q = row.sum_others * row.inv_denom;
+    r.log_p = -row.log_denom;
+  } else {
+    r.p = math_exp(z - row.max_logit) * row.inv_denom;
+    r.q = Acc(1) - r.p;
+    r.log_p = (z - row.max_logit) - row.log_denom;
+  }
+  return r;
+}
+
+// Focal term of one class and p · its derivative w.r.t. p. Clip mode (epsilon > 0) follows
+// tf.clip_by_value: p strictly outside [ε, 1-ε] is clipped and passes no gradient.
+template <typename Acc>
+struct FocalTerm {
+  Acc loss;  // q^γ · (-log p)
+  Acc h;     // p · d loss / d p
+};
+
+template <typename Acc>
+FOCAL_HD FocalTerm<Acc> focal_term(ClassProbability<Acc> prob, Acc gamma, Acc epsilon) {
+  if (epsilon > Acc(0)) {
+    // the seed formula, operation for operation: clip p, then 1 - p by subtraction
+    const Acc upper = Acc(1) - epsilon;
+    if (prob.p < epsilon) return {math_pow(Acc(1) - epsilon, gamma) * -math_log(epsilon), Acc(0)};
+    if (prob.p > upper) return {math_pow(Acc(1) - upper, gamma) * -math_log(upper), Acc(0)};
+    prob.q = Acc(1) - prob.p;
+  }
+  const Acc q_pow = math_pow(prob.q, gamma);  // pow(0, 0) == 1: γ = 0 is cross-entropy
+  const Acc p_log_p_over_q = prob.q > Acc(0) ? prob.p * prob.log_p / prob.q : Acc(-1);
+  return {q_pow * -prob.log_p, q_pow * (gamma * p_log_p_over_q - Acc(1))};
+}
+
+// Gradient of a softmax focal row w.r.t. logit j, given g_j and the row's split Σ g.
+template <typename Acc>
+FOCAL_HD Acc softmax_logit_gradient(Acc z, ClassProbability<Acc> prob, Acc g, const SoftmaxRowStats<Acc>& stats) {
+  if (z == stats.max_logit) {
+    return g * prob.q - prob.p * (stats.grad_weight_rest + (stats.grad_weight_argmax - g));
+  }
+  return g - prob.p * (stats.grad_weight_rest + stats.grad_weight_argmax);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sparse labels: y_c = on·[c == target] + off, with off = s/C and on = 1 - s.
+template <typename Acc>
+struct SparseLabelWeights {
+  int64_t target;
+  Acc on;
+  Acc off;
+  FOCAL_HD Acc weight(int64_t c) const { return (c == target ? on : Acc(0)) + off; }
+  FOCAL_HD bool only_target() const { return off == Acc(0); }
+};
+
+template <typename Acc>
+FOCAL_HD SparseLabelWeights<Acc> sparse_label_weights(int64_t target, int64_t classes, double smoothing) {
+  const Acc s = static_cast<Acc>(smoothing);
+  return {target, Acc(1) - s, classes > 0 ? s / static_cast<Acc>(classes) : Acc(0)};
+}
+
+// Label validity of one sparse row.
+enum class RowKind { kValid, kIgnored, kOutOfRange };
+
+template <typename Label>
+FOCAL_HD RowKind sparse_row_kind(Label label, int64_t classes, const SoftmaxFocalParams& params) {
+  const int64_t t = static_cast<int64_t>(label);
+  if (params.has_ignore_class && t == params.ignore_class) return RowKind::kIgnored;
+  if (t < 0 || t >= classes) return RowKind::kOutOfRange;
+  return RowKind::kValid;
+}
+
+// Adds class c's contribution to a row's loss and to its split Σ g.
+template <typename Acc>
+FOCAL_HD void accumulate_class(Acc z, const RowNormalizer<Acc>& row, Acc label_weight, Acc alpha, Acc gamma,
+                               Acc epsilon, Acc& loss, SoftmaxRowStats<Acc>& stats) {
+  const FocalTerm<Acc> term = focal_term(class_probability(z, row), gamma, epsilon);
+  const Acc weight = label_weight * alpha;
+  loss += weight * term.loss;
+  const Acc g = weight * term.h;
+  if (z == row.max_logit) {
+    stats.grad_weight_argmax += g;
+  } else {
+    stats.grad_weight_rest += g;
+  }
+}
+
+// g_j for the backward: zero where the label weight is zero (no pow/log spent there).
+template <typename Acc>
+FOCAL_HD Acc class_grad_weight(ClassProbability<Acc> prob, Acc label_weight, Acc alpha, Acc gamma, Acc epsilon) {
+  if (label_weight == Acc(0)) return Acc(0);
+  return label_weight * alpha * focal_term(prob, gamma, epsilon).h;
+}
+
+}  // namespace focal

@@ -1,0 +1,33 @@
+// softmax_focal_cpu.h — CPU launchers of the softmax focal losses (framework-free).
+//
+// Each launcher processes a contiguous range of rows, so a caller can split the batch over
+// its own thread pool (TensorFlow's CPU workers, or one thread from pybind11).
+#pragma once
+
+#include <cstdint>
+
+#include "focal_math.h"
+
+namespace focal {
+
+struct RowRange {
+  int64_t begin;
+  int64_t end;
+};
+
+// Forward of the sparse-label softmax focal loss over rows [rows.begin, rows.end).
+// logits: [rows, classes]; labels, loss: [rows]; row_stats: [rows, kSoftmaxRowStats].
+// Ignored rows get loss 0. A row whose label is outside [0, classes) (and not ignore_class) gets
+// a NaN loss; the first such row of the range is returned, -1 when there is none.
+template <typename T, typename Label>
+int64_t sparse_softmax_focal_forward_cpu(const T* logits, const Label* labels, int64_t classes, RowRange rows,
+                                         const SoftmaxFocalParams& params, T* loss, acc_t<T>* row_stats);
+
+// Backward: logits_grad = loss_grad · d loss / d logits, from the forward's row_stats.
+// Same label handling: ignored rows get zeros, out-of-range rows NaN (returned as above).
+template <typename T, typename Label>
+int64_t sparse_softmax_focal_backward_cpu(const T* logits, const Label* labels, const acc_t<T>* row_stats,
+                                          const T* loss_grad, int64_t classes, RowRange rows,
+                                          const SoftmaxFocalParams& params, T* logits_grad);
+
+}  // namespace focal

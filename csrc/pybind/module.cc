@@ -1,0 +1,166 @@
+// module.cc — focal_op's kernel core on NumPy arrays, without TensorFlow.
+//
+// The same CPU launchers the TensorFlow ops call, exposed as focal_op._focal_core so the kernels
+// can be tested and benchmarked where TensorFlow is absent. Logits may be float16, bfloat16
+// (ml_dtypes), float32 or float64; labels int32 or int64. Row stats are float32 (float64 for
+// float64 logits), as in the TensorFlow op.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "softmax_focal_cpu.h"
+#include "validate.h"
+
+namespace py = pybind11;
+
+namespace {
+
+// Alpha as the core wants it: empty for None, one value for a float, C values for a vector.
+std::vector<double> alpha_values(const py::object& alpha) {
+  if (alpha.is_none()) return {};
+  const auto array = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(alpha);
+  if (!array) throw py::type_error("alpha must be None, a float or a 1-D sequence of floats");
+  if (array.ndim() > 1) throw py::value_error("alpha must be a scalar or a vector of length C");
+  return std::vector<double>(array.data(), array.data() + array.size());
+}
+
+struct SoftmaxCall {
+  py::array labels;
+  py::array logits;
+  int64_t rows = 0;
+  int64_t classes = 0;
+  std::vector<double> alpha;
+  focal::SoftmaxFocalParams params;
+  std::vector<py::ssize_t> batch_shape;
+};
+
+SoftmaxCall prepare_sparse_softmax(const py::array& labels_in, const py::array& logits_in, const py::object& alpha,
+                                   double gamma, double epsilon, double label_smoothing,
+                                   const std::optional<int64_t>& ignore_class) {
+  SoftmaxCall call;
+  call.logits = py::array::ensure(logits_in, py::array::c_style);
+  call.labels = py::array::ensure(labels_in, py::array::c_style);
+  if (!call.logits || !call.labels) throw py::type_error("labels and logits must be array-like");
+  if (call.logits.ndim() < 1) throw py::value_error("logits must have rank >= 1 ([..., C])");
+  const py::ssize_t rank = call.logits.ndim();
+  call.batch_shape.assign(call.logits.shape(), call.logits.shape() + rank - 1);
+  const std::vector<py::ssize_t> label_shape(call.labels.shape(), call.labels.shape() + call.labels.ndim());
+  if (label_shape != call.batch_shape) {
+    throw py::value_error("labels must have the shape of logits without its last axis");
+  }
+  call.classes = call.logits.shape(rank - 1);
+  call.rows = call.labels.size();
+  call.alpha = alpha_values(alpha);
+  call.params.gamma = gamma;
+  call.params.epsilon = epsilon;
+  call.params.label_smoothing = label_smoothing;
+  call.params.alpha = call.alpha.empty() ? nullptr : call.alpha.data();
+  call.params.alpha_size = static_cast<int64_t>(call.alpha.size());
+  call.params.has_ignore_class = ignore_class.has_value();
+  call.params.ignore_class = ignore_class.value_or(0);
+  const std::string error = focal::softmax_params_error(call.params, call.classes);
+  if (!error.empty()) throw py::value_error(error);
+  return call;
+}
+
+std::string dtype_name(const py::array& a) { return py::str(a.dtype().attr("name")); }
+
+std::vector<py::ssize_t> with_stats_axis(std::vector<py::ssize_t> shape) {
+  shape.push_back(focal::kSoftmaxRowStats);
+  return shape;
+}
+
+// Calls body(T{}, Label{}) for the arrays' element types.
+template <typename Body>
+auto dispatch_types(const py::array& labels, const py::array& logits, Body&& body) {
+  const std::string label_type = dtype_name(labels);
+  const std::string logit_type = dtype_name(logits);
+  auto with_label = [&](auto logit_tag) {
+    if (label_type == "int32") return body(logit_tag, int32_t{});
+    if (label_type == "int64") return body(logit_tag, int64_t{});
+    throw py::type_error("labels must be int32 or int64; got " + label_type);
+  };
+  if (logit_type == "float32") return with_label(float{});
+  if (logit_type == "float64") return with_label(double{});
+  if (logit_type == "float16") return with_label(focal::float16_bits{});
+  if (logit_type == "bfloat16") return with_label(focal::bfloat16_bits{});
+  throw py::type_error("logits must be float16, bfloat16, float32 or float64; got " + logit_type);
+}
+
+py::tuple sparse_softmax_forward(const py::array& labels, const py::array& logits, const py::object& alpha,
+                                 double gamma, double epsilon, double label_smoothing,
+                                 std::optional<int64_t> ignore_class) {
+  SoftmaxCall call = prepare_sparse_softmax(labels, logits, alpha, gamma, epsilon, label_smoothing, ignore_class);
+  return dispatch_types(call.labels, call.logits, [&](auto logit_tag, auto label_tag) {
+      using T = decltype(logit_tag);
+      using Label = decltype(label_tag);
+      using Acc = focal::acc_t<T>;
+      py::array loss(call.logits.dtype(), call.batch_shape);
+      py::array_t<Acc> stats(with_stats_axis(call.batch_shape));
+      int64_t bad_row = -1;
+      {
+        py::gil_scoped_release release;
+        bad_row = focal::sparse_softmax_focal_forward_cpu(
+            static_cast<const T*>(call.logits.data()), static_cast<const Label*>(call.labels.data()), call.classes,
+            focal::RowRange{0, call.rows}, call.params, static_cast<T*>(loss.mutable_data()), stats.mutable_data());
+      }
+      if (bad_row >= 0) {
+        const int64_t value = static_cast<const Label*>(call.labels.data())[bad_row];
+        throw py::value_error(focal::label_out_of_range_error(value, bad_row, call.classes));
+      }
+      return py::tuple(py::make_tuple(loss, stats));
+  });
+}
+
+py::array sparse_softmax_backward(const py::array& labels, const py::array& logits, const py::array& row_stats_in,
+                                  const py::array& loss_grad_in, const py::object& alpha, double gamma,
+                                  double epsilon, double label_smoothing, std::optional<int64_t> ignore_class) {
+  SoftmaxCall call = prepare_sparse_softmax(labels, logits, alpha, gamma, epsilon, label_smoothing, ignore_class);
+  return dispatch_types(call.labels, call.logits, [&](auto logit_tag, auto label_tag) {
+      using T = decltype(logit_tag);
+      using Label = decltype(label_tag);
+      using Acc = focal::acc_t<T>;
+      const auto stats = py::array_t<Acc, py::array::c_style>::ensure(row_stats_in);
+      if (!stats || stats.size() != call.rows * focal::kSoftmaxRowStats) {
+        throw py::value_error("row_stats must be the forward's row stats (shape batch + (4,), matching dtype)");
+      }
+      const py::array loss_grad = py::array::ensure(loss_grad_in, py::array::c_style);
+      if (!loss_grad || !loss_grad.dtype().is(call.logits.dtype()) || loss_grad.size() != call.rows) {
+        throw py::value_error("loss_grad must have the labels' shape and the logits' dtype");
+      }
+      py::array grad(call.logits.dtype(), std::vector<py::ssize_t>(call.logits.shape(),
+                                                                   call.logits.shape() + call.logits.ndim()));
+      int64_t bad_row = -1;
+      {
+        py::gil_scoped_release release;
+        bad_row = focal::sparse_softmax_focal_backward_cpu(
+            static_cast<const T*>(call.logits.data()), static_cast<const Label*>(call.labels.data()), stats.data(),
+            static_cast<const T*>(loss_grad.data()), call.classes, focal::RowRange{0, call.rows}, call.params,
+            static_cast<T*>(grad.mutable_data()));
+      }
+      if (bad_row >= 0) {
+        const int64_t value = static_cast<const Label*>(call.labels.data())[bad_row];
+        throw py::value_error(focal::label_out_of_range_error(value, bad_row, call.classes));
+      }
+      return py::array(grad);
+  });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_focal_core, m) {
+  m.doc() = "focal_op's framework-free kernel core on NumPy arrays (CPU).";
+  m.def("sparse_softmax_forward", &sparse_softmax_forward, py::arg("labels"), py::arg("logits"), py::kw_only(),
+        py::arg("alpha") = py::none(), py::arg("gamma") = 2.0, py::arg("epsilon") = 0.0,
+        py::arg("label_smoothing") = 0.0, py::arg("ignore_class") = py::none(),
+        "Sparse softmax focal loss forward: returns (loss, row_stats).");
+  m.def("sparse_softmax_backward", &sparse_softmax_backward, py::arg("labels"), py::arg("logits"),
+        py::arg("row_stats"), py::arg("loss_grad"), py::kw_only(), py::arg("alpha") = py::none(),
+        py::arg("gamma") = 2.0, py::arg("epsilon") = 0.0, py::arg("label_smoothing") = 0.0,
+        py::arg("ignore_class") = py::none(), "Sparse softmax focal loss gradient w.r.t. logits.");
+  m.attr("ROW_STATS") = focal::kSoftmaxRowStats;
+}

@@ -1,0 +1,240 @@
+// kernels_cpu.cc — CPU OpKernels of focal_op: validate inputs, allocate outputs, split rows
+// over TensorFlow's CPU worker threads and call the framework-free core.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+
+#include "softmax_focal_cpu.h"
+#include "validate.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/register_types.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+namespace focal_tf {
+namespace {
+
+using ::tensorflow::DataTypeString;
+using ::tensorflow::DataTypeToEnum;
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using ::tensorflow::TensorShape;
+
+// TensorFlow element type -> the core's storage type (same bits).
+template <typename T>
+struct CoreType {
+  using type = T;
+};
+template <>
+struct CoreType<Eigen::half> {
+  using type = focal::float16_bits;
+};
+template <>
+struct CoreType<Eigen::bfloat16> {
+  using type = focal::bfloat16_bits;
+};
+
+template <typename T>
+const typename CoreType<T>::type* CorePtr(const Tensor& t) {
+  return reinterpret_cast<const typename CoreType<T>::type*>(t.flat<T>().data());
+}
+template <typename T>
+typename CoreType<T>::type* CorePtr(Tensor* t) {
+  return reinterpret_cast<typename CoreType<T>::type*>(t->flat<T>().data());
+}
+
+absl::Status ReadScalar(const Tensor& t, const char* name, double* value) {
+  if (!::tensorflow::TensorShapeUtils::IsScalar(t.shape())) {
+    return absl::InvalidArgumentError(absl::StrCat(name, " must be a scalar; got shape ", t.shape().DebugString()));
+  }
+  *value = t.scalar<double>()();
+  return absl::OkStatus();
+}
+
+// Checks shapes and hyper-parameters shared by the sparse softmax forward and gradient ops.
+absl::Status ReadSparseSoftmaxInputs(OpKernelContext* ctx, int64_t ignore_class, bool has_ignore_class,
+                                     int64_t* rows, int64_t* classes, focal::SoftmaxFocalParams* params) {
+  const Tensor& labels = ctx->input(0);
+  const Tensor& logits = ctx->input(1);
+  const Tensor& alpha = ctx->input(2);
+  if (logits.dims() < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("logits must have rank >= 1 ([..., C]); got shape ", logits.shape().DebugString()));
+  }
+  TensorShape batch = logits.shape();
+  batch.RemoveLastDims(1);
+  if (labels.shape() != batch) {
+    return absl::InvalidArgumentError(absl::StrCat("labels must have the shape of logits without its last axis; got labels ",
+                                                   labels.shape().DebugString(), " and logits ",
+                                                   logits.shape().DebugString()));
+  }
+  *classes = logits.dim_size(logits.dims() - 1);
+  *rows = batch.num_elements();
+  if (alpha.dims() > 1 || (alpha.dims() == 1 && alpha.dim_size(0) != *classes)) {
+    return absl::InvalidArgumentError(absl::StrCat("alpha must be a scalar or a vector of length C = ", *classes,
+                                                   "; got shape ", alpha.shape().DebugString()));
+  }
+  TF_RETURN_IF_ERROR(ReadScalar(ctx->input(3), "gamma", &params->gamma));
+  TF_RETURN_IF_ERROR(ReadScalar(ctx->input(4), "epsilon", &params->epsilon));
+  TF_RETURN_IF_ERROR(ReadScalar(ctx->input(5), "label_smoothing", &params->label_smoothing));
+  params->alpha = alpha.flat<double>().data();
+  params->alpha_size = alpha.NumElements();
+  const std::string error = focal::softmax_params_error(*params, *classes);
+  if (!error.empty()) return absl::InvalidArgumentError(error);
+  params->ignore_class = ignore_class;
+  params->has_ignore_class = has_ignore_class;
+  return absl::OkStatus();
+}
+
+template <typename Acc>
+absl::Status CheckStatsDtype(OpKernelContext* ctx, tensorflow::DataType stats_dtype) {
+  if (stats_dtype != DataTypeToEnum<Acc>::value) {
+    return absl::InvalidArgumentError(absl::StrCat("Tstats must be ", DataTypeString(DataTypeToEnum<Acc>::value),
+                                                   " for these logits; got ", DataTypeString(stats_dtype)));
+  }
+  return absl::OkStatus();
+}
+
+template <typename Label>
+absl::Status LabelOutOfRange(const Tensor& labels, int64_t row, int64_t classes) {
+  return absl::InvalidArgumentError(
+      focal::label_out_of_range_error(static_cast<int64_t>(labels.flat<Label>()(row)), row, classes));
+}
+
+// Runs body(begin, end) over [0, rows) on TensorFlow's CPU workers; returns the smallest
+// row index any shard reported (body's return value), or -1.
+template <typename Body>
+int64_t ShardRows(OpKernelContext* ctx, int64_t rows, int64_t cost_per_row, Body body) {
+  std::atomic<int64_t> first_bad{std::numeric_limits<int64_t>::max()};
+  const auto& workers = *ctx->device()->tensorflow_cpu_worker_threads();
+  ::tensorflow::Shard(workers.num_threads, workers.workers, rows, cost_per_row, [&](int64_t begin, int64_t end) {
+    const int64_t bad = body(focal::RowRange{begin, end});
+    if (bad < 0) return;
+    int64_t seen = first_bad.load();
+    while (bad < seen && !first_bad.compare_exchange_weak(seen, bad)) {
+    }
+  });
+  const int64_t bad = first_bad.load();
+  return bad == std::numeric_limits<int64_t>::max() ? -1 : bad;
+}
+
+// Rough cost of one row in cycles, for the shard size: an exp per class, more with smoothing.
+int64_t RowCost(int64_t classes, const focal::SoftmaxFocalParams& params) {
+  return std::max<int64_t>(1, classes) * (params.label_smoothing > 0 ? 60 : 20) + 100;
+}
+
+template <typename T, typename Label>
+class SparseSoftmaxFocalLossOp : public OpKernel {
+ public:
+  explicit SparseSoftmaxFocalLossOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("ignore_class", &ignore_class_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("has_ignore_class", &has_ignore_class_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    using Core = typename CoreType<T>::type;
+    using Acc = focal::acc_t<Core>;
+    int64_t rows = 0, classes = 0;
+    focal::SoftmaxFocalParams params;
+    OP_REQUIRES_OK(ctx, ReadSparseSoftmaxInputs(ctx, ignore_class_, has_ignore_class_, &rows, &classes, &params));
+    OP_REQUIRES_OK(ctx, CheckStatsDtype<Acc>(ctx, ctx->expected_output_dtype(1)));
+    const Tensor& labels = ctx->input(0);
+    Tensor* loss = nullptr;
+    Tensor* stats = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, labels.shape(), &loss));
+    TensorShape stats_shape = labels.shape();
+    stats_shape.AddDim(focal::kSoftmaxRowStats);
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, stats_shape, &stats));
+    if (rows == 0) return;
+
+    const Core* logits_ptr = CorePtr<T>(ctx->input(1));
+    const Label* labels_ptr = labels.flat<Label>().data();
+    Core* loss_ptr = CorePtr<T>(loss);
+    Acc* stats_ptr = stats->flat<Acc>().data();
+    const int64_t bad_row = ShardRows(ctx, rows, RowCost(classes, params), [&](focal::RowRange range) {
+      return focal::sparse_softmax_focal_forward_cpu(logits_ptr, labels_ptr, classes, range, params, loss_ptr,
+                                                     stats_ptr);
+    });
+    OP_REQUIRES(ctx, bad_row < 0, LabelOutOfRange<Label>(labels, bad_row, classes));
+  }
+
+ private:
+  int64_t ignore_class_ = 0;
+  bool has_ignore_class_ = false;
+};
+
+template <typename T, typename Label>
+class SparseSoftmaxFocalLossGradOp : public OpKernel {
+ public:
+  explicit SparseSoftmaxFocalLossGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("ignore_class", &ignore_class_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("has_ignore_class", &has_ignore_class_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    using Core = typename CoreType<T>::type;
+    using Acc = focal::acc_t<Core>;
+    int64_t rows = 0, classes = 0;
+    focal::SoftmaxFocalParams params;
+    OP_REQUIRES_OK(ctx, ReadSparseSoftmaxInputs(ctx, ignore_class_, has_ignore_class_, &rows, &classes, &params));
+    const Tensor& labels = ctx->input(0);
+    const Tensor& stats = ctx->input(6);
+    const Tensor& loss_grad = ctx->input(7);
+    OP_REQUIRES_OK(ctx, CheckStatsDtype<Acc>(ctx, stats.dtype()));
+    TensorShape stats_shape = labels.shape();
+    stats_shape.AddDim(focal::kSoftmaxRowStats);
+    OP_REQUIRES(ctx, stats.shape() == stats_shape,
+                absl::InvalidArgumentError(absl::StrCat("row_stats must have shape ", stats_shape.DebugString(),
+                                                        "; got ", stats.shape().DebugString())));
+    OP_REQUIRES(ctx, loss_grad.shape() == labels.shape(),
+                absl::InvalidArgumentError(absl::StrCat("loss_grad must have the shape of labels ",
+                                                        labels.shape().DebugString(), "; got ",
+                                                        loss_grad.shape().DebugString())));
+    Tensor* logits_grad = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(1).shape(), &logits_grad));
+    if (rows == 0 || classes == 0) return;
+
+    const Core* logits_ptr = CorePtr<T>(ctx->input(1));
+    const Label* labels_ptr = labels.flat<Label>().data();
+    const Acc* stats_ptr = stats.flat<Acc>().data();
+    const Core* loss_grad_ptr = CorePtr<T>(loss_grad);
+    Core* grad_ptr = CorePtr<T>(logits_grad);
+    const int64_t bad_row = ShardRows(ctx, rows, RowCost(classes, params), [&](focal::RowRange range) {
+      return focal::sparse_softmax_focal_backward_cpu(logits_ptr, labels_ptr, stats_ptr, loss_grad_ptr, classes,
+                                                      range, params, grad_ptr);
+    });
+    OP_REQUIRES(ctx, bad_row < 0, LabelOutOfRange<Label>(labels, bad_row, classes));
+  }
+
+ private:
+  int64_t ignore_class_ = 0;
+  bool has_ignore_class_ = false;
+};
+
+#define FOCAL_REGISTER_SPARSE_SOFTMAX_CPU(T, Label)                                                            \
+  REGISTER_KERNEL_BUILDER(Name("FocalOp>SparseSoftmaxFocalLoss")                                               \
+                              .Device(::tensorflow::DEVICE_CPU)                                                \
+                              .TypeConstraint<T>("T")                                                          \
+                              .TypeConstraint<Label>("Tlabels"),                                               \
+                          SparseSoftmaxFocalLossOp<T, Label>);                                                 \
+  REGISTER_KERNEL_BUILDER(Name("FocalOp>SparseSoftmaxFocalLossGrad")                                           \
+                              .Device(::tensorflow::DEVICE_CPU)                                                \
+                              .TypeConstraint<T>("T")                                                          \
+                              .TypeConstraint<Label>("Tlabels"),                                               \
+                          SparseSoftmaxFocalLossGradOp<T, Label>);
+
+#define FOCAL_REGISTER_FOR_LABELS(T)              \
+  FOCAL_REGISTER_SPARSE_SOFTMAX_CPU(T, int32_t) \
+  FOCAL_REGISTER_SPARSE_SOFTMAX_CPU(T, int64_t)
+
+FOCAL_REGISTER_FOR_LABELS(Eigen::half)
+FOCAL_REGISTER_FOR_LABELS(Eigen::bfloat16)
+FOCAL_REGISTER_FOR_LABELS(float)
+FOCAL_REGISTER_FOR_LABELS(double)
+
+}  // namespace
+}  // namespace focal_tf

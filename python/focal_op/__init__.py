@@ -1,0 +1,26 @@
+"""focal_op: fused, NaN-safe focal loss ops for TensorFlow.
+
+    import focal_op
+    loss = focal_op.sparse_softmax_focal_loss(labels, logits, gamma=2.0)
+
+The TensorFlow op library is loaded on first use. Without TensorFlow, only the kernel core
+``focal_op._focal_core`` (NumPy arrays) is importable.
+"""
+
+from __future__ import annotations
+
+try:
+    from focal_op._build_info import VERSION as __version__
+except ImportError:  # a source tree that was never built
+    __version__ = "0+unbuilt"
+
+try:
+    import tensorflow as _tf  # noqa: F401
+except ImportError:  # the kernel core alone (e.g. on a GPU machine without TensorFlow)
+    pass
+else:
+    from focal_op import reference
+    from focal_op._loader import FocalOpBuildError, op_library
+    from focal_op.ops import sparse_softmax_focal_loss
+
+__all__ = ["sparse_softmax_focal_loss", "reference", "op_library", "FocalOpBuildError"]

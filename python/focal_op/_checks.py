@@ -1,0 +1,87 @@
+"""Argument checks shared by the fused ops and the pure-TF reference: named errors, raised
+before any kernel runs."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import tensorflow as tf
+
+FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+LABEL_DTYPES = (tf.int32, tf.int64)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_gamma(gamma) -> None:
+    if _is_number(gamma) and not (math.isfinite(gamma) and gamma >= 0):
+        raise ValueError(f"gamma must be a finite number >= 0; got {gamma!r}")
+
+
+def check_epsilon(epsilon) -> float:
+    """None or 0 select the exact log-softmax; (0, 0.5) selects the clipped seed formula."""
+    if epsilon is None:
+        return 0.0
+    if not _is_number(epsilon) or not (0.0 <= epsilon < 0.5):
+        raise ValueError(f"epsilon must be None or a number in [0, 0.5); got {epsilon!r}")
+    return float(epsilon)
+
+
+def check_label_smoothing(label_smoothing) -> None:
+    if _is_number(label_smoothing) and not (0.0 <= label_smoothing <= 1.0):
+        raise ValueError(f"label_smoothing must be in [0, 1]; got {label_smoothing!r}")
+
+
+def check_ignore_class(ignore_class) -> None:
+    if ignore_class is not None and (not isinstance(ignore_class, numbers.Integral) or isinstance(ignore_class, bool)):
+        raise TypeError(f"ignore_class must be None or an int; got {ignore_class!r}")
+
+
+def logits_tensor(logits) -> tf.Tensor:
+    logits = tf.convert_to_tensor(logits)
+    if logits.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"logits must be float16, bfloat16, float32 or float64; got {logits.dtype.name}")
+    if logits.shape.rank == 0:
+        raise ValueError("logits must have rank >= 1 ([..., C]); got a scalar")
+    return logits
+
+
+def sparse_labels_tensor(labels, logits: tf.Tensor) -> tf.Tensor:
+    labels = tf.convert_to_tensor(labels)
+    if labels.dtype not in LABEL_DTYPES:
+        raise TypeError(
+            f"sparse labels must be int32 or int64; got {labels.dtype.name} "
+            "(the Keras loss classes accept float labels and cast them)"
+        )
+    if logits.shape.rank is not None and labels.shape.rank is not None:
+        if not labels.shape.is_compatible_with(logits.shape[:-1]):
+            raise ValueError(
+                f"labels must have the shape of logits without its last axis; got labels {labels.shape} "
+                f"and logits {logits.shape}"
+            )
+    return labels
+
+
+def alpha_tensor(alpha, logits: tf.Tensor) -> tf.Tensor:
+    """alpha as a float64 tensor: a scalar (None -> 1, a float -> every class) or [C]."""
+    if alpha is None:
+        return tf.constant(1.0, tf.float64)
+    if _is_number(alpha):
+        if not math.isfinite(alpha):
+            raise ValueError(f"alpha must be finite; got {alpha!r}")
+        return tf.constant(float(alpha), tf.float64)
+    alpha = tf.cast(tf.convert_to_tensor(alpha), tf.float64)
+    if alpha.shape.rank is not None and alpha.shape.rank > 1:
+        raise ValueError(f"alpha must be None, a float or a vector of length C; got shape {alpha.shape}")
+    classes = logits.shape[-1] if logits.shape.rank is not None else None
+    if alpha.shape.rank == 1 and classes is not None and alpha.shape[0] is not None and alpha.shape[0] != classes:
+        raise ValueError(f"alpha must have one weight per class (C = {classes}); got length {alpha.shape[0]}")
+    return alpha
+
+
+def compute_dtype(dtype: tf.DType) -> tf.DType:
+    """16-bit logits are computed in float32."""
+    return tf.float64 if dtype == tf.float64 else tf.float32

@@ -1,0 +1,90 @@
+"""Functional focal losses backed by focal_op's fused ops, and their registered gradients.
+
+Every function returns the per-example loss with no reduction, like tf.nn.*_with_logits.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from focal_op import _checks
+from focal_op._loader import op_library
+
+__all__ = ["sparse_softmax_focal_loss"]
+
+
+def _hyper_parameter(value) -> tf.Tensor:
+    return tf.cast(value, tf.float64)
+
+
+def sparse_softmax_focal_loss(
+    labels,
+    logits,
+    *,
+    gamma=2.0,
+    alpha=None,
+    epsilon=None,
+    label_smoothing=0.0,
+    ignore_class=None,
+    name=None,
+):
+    """Softmax focal loss with integer class labels, one fused op per direction.
+
+    loss = -Σ_c y_c · α_c · (1 - p_c)^γ · log p_c, p = softmax(logits) over the last axis, with
+    y = onehot(labels) (smoothed to (1-s)·onehot + s/C by ``label_smoothing`` s).
+
+    Args:
+      labels: int32/int64 tensor of shape ``logits.shape[:-1]``, values in [0, C).
+      logits: float16/bfloat16/float32/float64 tensor ``[..., C]`` (16-bit computed in float32).
+      gamma: focusing parameter γ >= 0 (0 with alpha None is softmax cross-entropy).
+      alpha: None (1), a float (every class) or a length-C vector of class weights.
+      epsilon: None or 0 for the exact log-softmax; in (0, 0.5) to clip p to [ε, 1-ε] as the
+        classic formula does (gradient zero where clipped).
+      label_smoothing: s in [0, 1].
+      ignore_class: rows whose label equals it get loss 0 and gradient 0.
+
+    Returns:
+      The loss, shape ``labels.shape``, dtype of ``logits``.
+
+    Raises:
+      ValueError / TypeError for bad arguments; tf.errors.InvalidArgumentError for a label
+      outside [0, C) (CPU).
+    """
+    _checks.check_gamma(gamma)
+    epsilon = _checks.check_epsilon(epsilon)
+    _checks.check_label_smoothing(label_smoothing)
+    _checks.check_ignore_class(ignore_class)
+    with tf.name_scope(name or "sparse_softmax_focal_loss"):
+        logits = _checks.logits_tensor(logits)
+        labels = _checks.sparse_labels_tensor(labels, logits)
+        alpha = _checks.alpha_tensor(alpha, logits)
+        loss, _ = op_library().focal_op_sparse_softmax_focal_loss(
+            labels=labels,
+            logits=logits,
+            alpha=alpha,
+            gamma=_hyper_parameter(gamma),
+            epsilon=_hyper_parameter(epsilon),
+            label_smoothing=_hyper_parameter(label_smoothing),
+            Tstats=_checks.compute_dtype(logits.dtype),
+            ignore_class=0 if ignore_class is None else int(ignore_class),
+            has_ignore_class=ignore_class is not None,
+        )
+        return loss
+
+
+@tf.RegisterGradient("FocalOp>SparseSoftmaxFocalLoss")
+def _sparse_softmax_focal_loss_grad(op, loss_grad, _row_stats_grad):
+    labels, logits, alpha, gamma, epsilon, label_smoothing = op.inputs
+    logits_grad = op_library().focal_op_sparse_softmax_focal_loss_grad(
+        labels=labels,
+        logits=logits,
+        alpha=alpha,
+        gamma=gamma,
+        epsilon=epsilon,
+        label_smoothing=label_smoothing,
+        row_stats=op.outputs[1],
+        loss_grad=loss_grad,
+        ignore_class=op.get_attr("ignore_class"),
+        has_ignore_class=op.get_attr("has_ignore_class"),
+    )
+    return [None, logits_grad, None, None, None, None]
