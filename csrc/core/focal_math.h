@@ -278,18 +278,19 @@ FOCAL_HD RowKind sparse_row_kind(Label label, int64_t classes, const SoftmaxFoca
   return RowKind::kValid;
 }
 
-// Adds class c's contribution to a row's loss and to its split Σ g.
-template <typename Acc>
+// Adds class c's contribution to a row's loss and to its split Σ g. Sum is the accumulator
+// type of the row's sums (double on the CPU, so long rows keep float32 accuracy).
+template <typename Acc, typename Sum>
 FOCAL_HD void accumulate_class(Acc z, const RowNormalizer<Acc>& row, Acc label_weight, Acc alpha, Acc gamma,
-                               Acc epsilon, Acc& loss, SoftmaxRowStats<Acc>& stats) {
+                               Acc epsilon, Sum& loss, Sum& grad_weight_rest, Sum& grad_weight_argmax) {
   const FocalTerm<Acc> term = focal_term(class_probability(z, row), gamma, epsilon);
   const Acc weight = label_weight * alpha;
-  loss += weight * term.loss;
-  const Acc g = weight * term.h;
+  loss += static_cast<Sum>(weight * term.loss);
+  const Sum g = static_cast<Sum>(weight * term.h);
   if (z == row.max_logit) {
-    stats.grad_weight_argmax += g;
+    grad_weight_argmax += g;
   } else {
-    stats.grad_weight_rest += g;
+    grad_weight_rest += g;
   }
 }
 

@@ -7,6 +7,9 @@
 namespace focal {
 namespace {
 
+// Row sums accumulate in double: a float32 row of 32000 classes keeps ~1e-7 relative accuracy.
+using RowSum = double;
+
 // Max, then Σ exp(z - max) over the non-maximal classes, with ties to the max counted exactly.
 // The row is read from cache the second time (a row of 32000 floats is 128 KiB).
 template <typename T>
@@ -17,7 +20,7 @@ RowNormalizer<acc_t<T>> row_normalizer_cpu(const T* z, int64_t classes) {
     const Acc v = load_acc(z[c]);
     max_logit = v > max_logit ? v : max_logit;
   }
-  Acc sum = 0;
+  RowSum sum = 0;
   int64_t ties = 0;
   for (int64_t c = 0; c < classes; ++c) {
     const Acc v = load_acc(z[c]);
@@ -27,7 +30,7 @@ RowNormalizer<acc_t<T>> row_normalizer_cpu(const T* z, int64_t classes) {
       sum += math_exp(v - max_logit);  // a NaN logit lands here and makes the row NaN
     }
   }
-  return row_normalizer(max_logit, sum + static_cast<Acc>(ties - 1));
+  return row_normalizer(max_logit, static_cast<Acc>(sum + static_cast<RowSum>(ties - 1)));
 }
 
 template <typename Acc>
@@ -56,24 +59,23 @@ int64_t sparse_softmax_focal_forward_cpu(const T* logits, const Label* labels, i
     }
     const T* z = logits + r * classes;
     const RowNormalizer<Acc> row = row_normalizer_cpu(z, classes);
-    SoftmaxRowStats<Acc> stats{row.max_logit, row.sum_others, Acc(0), Acc(0)};
-    Acc row_loss = 0;
+    RowSum row_loss = 0, grad_weight_rest = 0, grad_weight_argmax = 0;
     const SparseLabelWeights<Acc> weights = sparse_label_weights<Acc>(labels[r], classes, params.label_smoothing);
     if (weights.only_target()) {
       const int64_t t = weights.target;
       accumulate_class(load_acc(z[t]), row, weights.on, static_cast<Acc>(class_alpha(params, t)), gamma, epsilon,
-                       row_loss, stats);
+                       row_loss, grad_weight_rest, grad_weight_argmax);
     } else {
       for (int64_t c = 0; c < classes; ++c) {
         accumulate_class(load_acc(z[c]), row, weights.weight(c), static_cast<Acc>(class_alpha(params, c)), gamma,
-                         epsilon, row_loss, stats);
+                         epsilon, row_loss, grad_weight_rest, grad_weight_argmax);
       }
     }
-    store_from_acc(row_loss, loss + r);
-    stats_out[0] = stats.max_logit;
-    stats_out[1] = stats.sum_others;
-    stats_out[2] = stats.grad_weight_rest;
-    stats_out[3] = stats.grad_weight_argmax;
+    store_from_acc(static_cast<Acc>(row_loss), loss + r);
+    stats_out[0] = row.max_logit;
+    stats_out[1] = row.sum_others;
+    stats_out[2] = static_cast<Acc>(grad_weight_rest);
+    stats_out[3] = static_cast<Acc>(grad_weight_argmax);
   }
   return first_bad_row;
 }

@@ -82,6 +82,13 @@ def alpha_tensor(alpha, logits: tf.Tensor) -> tf.Tensor:
     return alpha
 
 
+def float64_scalar(value) -> tf.Tensor:
+    """A hyper-parameter as a float64 tensor; Python numbers are not rounded through float32."""
+    if _is_number(value):
+        return tf.constant(float(value), tf.float64)
+    return tf.cast(value, tf.float64)
+
+
 def compute_dtype(dtype: tf.DType) -> tf.DType:
     """16-bit logits are computed in float32."""
     return tf.float64 if dtype == tf.float64 else tf.float32

@@ -13,10 +13,6 @@ from focal_op._loader import op_library
 __all__ = ["sparse_softmax_focal_loss"]
 
 
-def _hyper_parameter(value) -> tf.Tensor:
-    return tf.cast(value, tf.float64)
-
-
 def sparse_softmax_focal_loss(
     labels,
     logits,
@@ -62,9 +58,9 @@ def sparse_softmax_focal_loss(
             labels=labels,
             logits=logits,
             alpha=alpha,
-            gamma=_hyper_parameter(gamma),
-            epsilon=_hyper_parameter(epsilon),
-            label_smoothing=_hyper_parameter(label_smoothing),
+            gamma=_checks.float64_scalar(gamma),
+            epsilon=_checks.float64_scalar(epsilon),
+            label_smoothing=_checks.float64_scalar(label_smoothing),
             Tstats=_checks.compute_dtype(logits.dtype),
             ignore_class=0 if ignore_class is None else int(ignore_class),
             has_ignore_class=ignore_class is not None,

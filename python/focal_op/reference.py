@@ -46,7 +46,7 @@ def sparse_softmax_focal_loss(
         dtype = _checks.compute_dtype(logits.dtype)
         z = tf.cast(logits, dtype)
         classes = tf.shape(z)[-1]
-        gamma = tf.cast(gamma, dtype)
+        gamma = tf.cast(_checks.float64_scalar(gamma), dtype)
         alpha = _class_alpha(alpha, classes, dtype)
 
         if ignore_class is not None:
@@ -79,7 +79,7 @@ def sparse_softmax_focal_loss(
         if label_smoothing == 0.0:
             loss = per_class[..., 0]
         else:
-            s = tf.cast(label_smoothing, dtype)
+            s = tf.cast(_checks.float64_scalar(label_smoothing), dtype)
             y = (1.0 - s) * tf.one_hot(labels, classes, dtype=dtype) + s / tf.cast(classes, dtype)
             loss = tf.reduce_sum(y * per_class, axis=-1)
 
