@@ -1,7 +1,8 @@
 // softmax_focal_cpu.h — CPU launchers of the softmax focal losses (framework-free).
 //
 // Each launcher processes a contiguous range of rows, so a caller can split the batch over
-// its own thread pool (TensorFlow's CPU workers, or one thread from pybind11).
+// its own thread pool (TensorFlow's CPU workers, or one thread from pybind11). The kernels are
+// compiled for several x86 instruction sets and picked at run time (see cpu_isa()).
 #pragma once
 
 #include <cstdint>
@@ -14,6 +15,17 @@ struct RowRange {
   int64_t begin;
   int64_t end;
 };
+
+// X(T, Label) for every logits and labels type the CPU kernels are built for.
+#define FOCAL_FOR_EACH_CPU_TYPE(X) \
+  X(float16_bits, int32_t)         \
+  X(float16_bits, int64_t)         \
+  X(bfloat16_bits, int32_t)        \
+  X(bfloat16_bits, int64_t)        \
+  X(float, int32_t)                \
+  X(float, int64_t)                \
+  X(double, int32_t)               \
+  X(double, int64_t)
 
 // Forward of the sparse-label softmax focal loss over rows [rows.begin, rows.end).
 // logits: [rows, classes]; labels, loss: [rows]; row_stats: [rows, kSoftmaxRowStats].
@@ -29,5 +41,9 @@ template <typename T, typename Label>
 int64_t sparse_softmax_focal_backward_cpu(const T* logits, const Label* labels, const acc_t<T>* row_stats,
                                           const T* loss_grad, int64_t classes, RowRange rows,
                                           const SoftmaxFocalParams& params, T* logits_grad);
+
+// The instruction set the CPU kernels run with: "avx512" (x86-64-v4), "avx2" (x86-64-v3) or
+// "generic". The best the CPU supports, unless FOCAL_OP_CPU_ISA names a lower one.
+const char* cpu_isa();
 
 }  // namespace focal

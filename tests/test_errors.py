@@ -1,0 +1,129 @@
+"""Bad input gives a clear, named error and never takes the process down."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import focal_op
+
+LOGITS = np.zeros((3, 4), np.float32)
+LABELS = np.array([0, 1, 2])
+
+
+@pytest.mark.parametrize("bad_label", [4, 100, -1])
+@pytest.mark.parametrize("label_dtype", [np.int32, np.int64])
+def test_label_out_of_range_names_value_and_range(bad_label, label_dtype):
+    labels = np.array([0, bad_label, 2], label_dtype)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"label value of {bad_label} .*\[0, 4\)"):
+        focal_op.sparse_softmax_focal_loss(labels, LOGITS)
+
+
+def test_label_out_of_range_inside_tf_function():
+    fn = tf.function(lambda y, z: focal_op.sparse_softmax_focal_loss(y, z))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"label value of 9"):
+        fn(tf.constant([0, 9, 1]), tf.constant(LOGITS))
+
+
+def test_ignore_class_outside_the_range_is_allowed():
+    loss = focal_op.sparse_softmax_focal_loss(np.array([0, -1, 2]), LOGITS, ignore_class=-1)
+    assert loss.numpy()[1] == 0 and np.all(np.isfinite(loss.numpy()))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"label value of -1"):
+        focal_op.sparse_softmax_focal_loss(np.array([0, -1, 2]), LOGITS, ignore_class=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, pattern",
+    [
+        (dict(gamma=-0.5), ValueError, "gamma must be a finite number >= 0"),
+        (dict(gamma=float("nan")), ValueError, "gamma"),
+        (dict(epsilon=0.5), ValueError, r"epsilon must be None or a number in \[0, 0.5\)"),
+        (dict(epsilon=-1e-3), ValueError, "epsilon"),
+        (dict(label_smoothing=1.5), ValueError, "label_smoothing"),
+        (dict(alpha=[0.1, 0.2, 0.3]), ValueError, r"one weight per class \(C = 4\)"),
+        (dict(alpha=np.ones((2, 2))), ValueError, "alpha must be"),
+        (dict(alpha=float("inf")), ValueError, "alpha must be finite"),
+        (dict(ignore_class=1.5), TypeError, "ignore_class"),
+    ],
+)
+def test_bad_arguments_are_named_before_any_kernel(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        focal_op.sparse_softmax_focal_loss(LABELS, LOGITS, **kwargs)
+    with pytest.raises(error, match=pattern):
+        focal_op.reference.sparse_softmax_focal_loss(LABELS, LOGITS, **kwargs)
+
+
+def test_bad_shapes_and_dtypes():
+    with pytest.raises(ValueError, match="labels must have the shape of logits without its last axis"):
+        focal_op.sparse_softmax_focal_loss(np.zeros((3, 1), np.int64), LOGITS)
+    with pytest.raises(ValueError, match="labels must have the shape"):
+        focal_op.sparse_softmax_focal_loss(np.zeros((2,), np.int64), LOGITS)
+    with pytest.raises(ValueError, match="rank >= 1"):
+        focal_op.sparse_softmax_focal_loss(0, 1.0)
+    with pytest.raises(TypeError, match="int32 or int64"):
+        focal_op.sparse_softmax_focal_loss(LABELS.astype(np.float32), LOGITS)
+    with pytest.raises(TypeError, match="logits must be float16, bfloat16, float32 or float64"):
+        focal_op.sparse_softmax_focal_loss(LABELS, LOGITS.astype(np.int32))
+
+
+def test_tensor_hyper_parameters_are_checked_by_the_kernel():
+    with pytest.raises(tf.errors.InvalidArgumentError, match="gamma must be a finite number >= 0"):
+        focal_op.sparse_softmax_focal_loss(LABELS, LOGITS, gamma=tf.constant(-1.0))
+
+
+def test_alpha_length_checked_when_shapes_are_unknown():
+    fn = tf.function(
+        lambda y, z, a: focal_op.sparse_softmax_focal_loss(y, z, alpha=a),
+        input_signature=[tf.TensorSpec(None, tf.int64), tf.TensorSpec(None, tf.float32),
+                         tf.TensorSpec(None, tf.float64)],
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="alpha must be a scalar or a vector of length C = 4"):
+        fn(LABELS, LOGITS, np.ones(3))
+
+
+# Raw op calls that bypass the Python checks: each must raise, none may crash the process.
+RAW_OP_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import numpy as np, tensorflow as tf, focal_op
+    lib = focal_op.op_library()
+    f64 = lambda v: tf.constant(v, tf.float64)
+    z = tf.zeros([3, 4]); y = tf.constant([0, 1, 2], tf.int64)
+    good = dict(labels=y, logits=z, alpha=f64(1.0), gamma=f64(2.0), epsilon=f64(0.0), label_smoothing=f64(0.0))
+    loss, stats = lib.focal_op_sparse_softmax_focal_loss(**good)
+    cases = {
+        "negative gamma": lambda: lib.focal_op_sparse_softmax_focal_loss(**{**good, "gamma": f64(-1.0)}),
+        "epsilon 0.5": lambda: lib.focal_op_sparse_softmax_focal_loss(**{**good, "epsilon": f64(0.5)}),
+        "vector gamma": lambda: lib.focal_op_sparse_softmax_focal_loss(**{**good, "gamma": f64([1.0, 2.0])}),
+        "alpha length": lambda: lib.focal_op_sparse_softmax_focal_loss(**{**good, "alpha": f64([1.0, 2.0])}),
+        "alpha nan": lambda: lib.focal_op_sparse_softmax_focal_loss(**{**good, "alpha": f64(float("nan"))}),
+        "rank mismatch": lambda: lib.focal_op_sparse_softmax_focal_loss(**{**good, "labels": tf.zeros([3, 1], tf.int64)}),
+        "scalar logits": lambda: lib.focal_op_sparse_softmax_focal_loss(**{**good, "logits": tf.zeros([]), "labels": tf.zeros([], tf.int64)}),
+        "huge label": lambda: lib.focal_op_sparse_softmax_focal_loss(**{**good, "labels": tf.constant([0, 2**62, 1], tf.int64)}),
+        "stats dtype": lambda: lib.focal_op_sparse_softmax_focal_loss(**good, Tstats=tf.float64),
+        "grad stats shape": lambda: lib.focal_op_sparse_softmax_focal_loss_grad(**good, row_stats=tf.zeros([3, 2]), loss_grad=tf.ones([3])),
+        "grad loss_grad shape": lambda: lib.focal_op_sparse_softmax_focal_loss_grad(**good, row_stats=stats, loss_grad=tf.ones([5])),
+        "grad bad label": lambda: lib.focal_op_sparse_softmax_focal_loss_grad(**{**good, "labels": tf.constant([0, 7, 1], tf.int64)}, row_stats=stats, loss_grad=tf.ones([3])),
+    }
+    for name, call in cases.items():
+        try:
+            call()
+        except (tf.errors.InvalidArgumentError, ValueError) as err:
+            print("raised:", name, "|", str(err).splitlines()[0][:200])
+        else:
+            print("NO ERROR:", name)
+            sys.exit(1)
+    print("all raised")
+    """
+)
+
+
+def test_raw_op_misuse_raises_in_a_subprocess():
+    result = subprocess.run([sys.executable, "-c", RAW_OP_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all raised" in result.stdout
+    assert "raised: huge label | " in result.stdout and "label value of 4611686018427387904" in result.stdout
