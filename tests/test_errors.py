@@ -127,3 +127,43 @@ def test_raw_op_misuse_raises_in_a_subprocess():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all raised" in result.stdout
     assert "raised: huge label | " in result.stdout and "label value of 4611686018427387904" in result.stdout
+
+
+ISA_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import numpy as np, tensorflow as tf, focal_op
+    rng = np.random.default_rng(7)
+    out = {}
+    for c in (3, 10, 21, 37, 1000):
+        z = tf.constant(rng.standard_normal((9, c)).astype(np.float32) * 4)
+        y = tf.constant(rng.integers(0, c, 9))
+        for smoothing in (0.0, 0.1):
+            with tf.GradientTape() as tape:
+                tape.watch(z)
+                loss = focal_op.sparse_softmax_focal_loss(y, z, gamma=0.5, label_smoothing=smoothing)
+            out[f"loss{c}_{smoothing}"] = loss.numpy()
+            out[f"grad{c}_{smoothing}"] = tape.gradient(loss, z).numpy()
+    np.savez(sys.argv[1], **out)
+    """
+)
+
+
+def test_every_cpu_instruction_set_gives_the_same_result(tmp_path):
+    import os
+
+    results = {}
+    for isa in ("generic", "avx2", "best"):
+        env = dict(os.environ)
+        if isa != "best":
+            env["FOCAL_OP_CPU_ISA"] = isa
+        path = tmp_path / f"{isa}.npz"
+        done = subprocess.run([sys.executable, "-c", ISA_SCRIPT, str(path)], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        results[isa] = np.load(path)
+    for isa in ("avx2", "best"):
+        for key in results["generic"].files:
+            np.testing.assert_allclose(results[isa][key], results["generic"][key], rtol=2e-6, atol=1e-7,
+                                       err_msg=f"{isa} {key}")
