@@ -291,6 +291,24 @@ FOCAL_HD SparseLabelWeights<Acc> sparse_label_weights(int64_t target, int64_t cl
   return {target, Acc(1) - s, classes > 0 ? s / static_cast<Acc>(classes) : Acc(0)};
 }
 
+// Dense (one-hot or soft) labels y of one row, smoothed to y·(1-s) + s/C.
+template <typename Acc, typename T>
+struct DenseLabelWeights {
+  const T* y;
+  Acc keep;
+  Acc add;
+  int64_t target = -1;  // unused: dense rows have no single target
+  Acc on = Acc(0);
+  FOCAL_HD Acc weight(int64_t c) const { return load_acc(y[c]) * keep + add; }
+  FOCAL_HD bool only_target() const { return false; }
+};
+
+template <typename Acc, typename T>
+FOCAL_HD DenseLabelWeights<Acc, T> dense_label_weights(const T* y, int64_t classes, double smoothing) {
+  const Acc s = static_cast<Acc>(smoothing);
+  return {y, Acc(1) - s, classes > 0 ? s / static_cast<Acc>(classes) : Acc(0)};
+}
+
 // Label validity of one sparse row.
 enum class RowKind { kValid, kIgnored, kOutOfRange };
 
@@ -324,5 +342,51 @@ FOCAL_HD Acc class_grad_weight(ClassProbability<Acc> prob, Acc label_weight, Acc
   if (label_weight == Acc(0)) return Acc(0);
   return label_weight * alpha * focal_term(prob, gamma, epsilon).h;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sigmoid focal loss, elementwise. Target y in [0, 1] (after smoothing y(1-s) + s/2), x a logit:
+//   p = sigmoid(x), q = 1 - p_t = y·sigmoid(-x) + (1-y)·sigmoid(x)   (a sum: no cancellation)
+//   α_t = y·α + (1-y)·(1-α)   (1 without alpha)
+//   BCE = max(x, 0) - x·y + log1p(exp(-|x|)), with max(x,0) - xy formed as x(1-y) or -xy
+//   loss = α_t · q^γ · BCE
+//   d loss / dx = α_t · q^γ · (γ · (1-2y) · r · BCE + p - y),  r = p(1-p)/q in [0, 2]
+// r replaces q^(γ-1)·p(1-p), so nothing diverges for γ < 1; p - y = (1-y)p - y(1-p) is exact
+// for hard labels.
+struct SigmoidFocalParams {
+  double gamma = 2.0;
+  double label_smoothing = 0.0;
+  const double* alpha = nullptr;  // nullptr: α_t = 1
+  int64_t alpha_size = 0;         // 1: one α for every column; C: per column of the last axis
+};
+
+FOCAL_HD bool sigmoid_has_alpha(const SigmoidFocalParams& params) { return params.alpha != nullptr; }
+
+FOCAL_HD double column_alpha(const SigmoidFocalParams& params, int64_t column) {
+  return params.alpha_size == 1 ? params.alpha[0] : params.alpha[column];
+}
+
+template <typename Acc>
+struct SigmoidFocalTerm {
+  Acc loss;
+  Acc dloss_dx;
+};
+
+template <typename Acc>
+FOCAL_HD SigmoidFocalTerm<Acc> sigmoid_focal(Acc x, Acc y, bool has_alpha, Acc alpha, Acc gamma) {
+  const Acc e = math_exp(-(x < Acc(0) ? -x : x));  // exp(-|x|) in (0, 1]
+  const Acc inv = Acc(1) / (Acc(1) + e);
+  const Acc p = x >= Acc(0) ? inv : e * inv;      // sigmoid(x)
+  const Acc p_neg = x >= Acc(0) ? e * inv : inv;  // sigmoid(-x) = 1 - p
+  const Acc bce = (x > Acc(0) ? x * (Acc(1) - y) : -x * y) + log1p_nonnegative(e);
+  const Acc q = y * p_neg + (Acc(1) - y) * p;
+  const Acc r = q > Acc(0) ? p * p_neg / q : Acc(1);
+  const Acc alpha_t = has_alpha ? y * alpha + (Acc(1) - y) * (Acc(1) - alpha) : Acc(1);
+  const Acc weight = alpha_t * focal_pow(q, gamma);
+  const Acc p_minus_y = (Acc(1) - y) * p - y * p_neg;
+  return {weight * bce, weight * (gamma * (Acc(1) - Acc(2) * y) * r * bce + p_minus_y)};
+}
+
+FOCAL_HD float smooth_binary_label(float y, float s) { return y * (1.0f - s) + 0.5f * s; }
+FOCAL_HD double smooth_binary_label(double y, double s) { return y * (1.0 - s) + 0.5 * s; }
 
 }  // namespace focal

@@ -15,6 +15,14 @@ namespace focal {
   template <typename T, typename Label>                                                                       \
   int64_t sparse_softmax_focal_backward(const T*, const Label*, const acc_t<T>*, const T*, int64_t, RowRange, \
                                         const SoftmaxFocalParams&, T*);                                       \
+  template <typename T>                                                                                       \
+  void dense_softmax_focal_forward(const T*, const T*, int64_t, RowRange, const SoftmaxFocalParams&, T*,      \
+                                   acc_t<T>*);                                                                \
+  template <typename T>                                                                                       \
+  void dense_softmax_focal_backward(const T*, const T*, const acc_t<T>*, const T*, int64_t, RowRange,         \
+                                    const SoftmaxFocalParams&, T*);                                           \
+  template <typename T>                                                                                       \
+  void sigmoid_focal_elements(const T*, const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, T*); \
   }
 FOCAL_DECLARE_ISA_KERNELS(isa_generic)
 #if defined(FOCAL_OP_X86_DISPATCH)
@@ -22,6 +30,8 @@ FOCAL_DECLARE_ISA_KERNELS(isa_avx2)
 FOCAL_DECLARE_ISA_KERNELS(isa_avx512)
 #endif
 #undef FOCAL_DECLARE_ISA_KERNELS
+
+#define COMMA ,
 
 namespace {
 
@@ -66,35 +76,38 @@ const char* cpu_isa() {
 // the development machine: C = 10 and 21 are 1.3-1.5x faster).
 constexpr int64_t kAvx512MinClasses = 128;
 
+// FOCAL_DISPATCH(function<targs>, row_length, args...): calls the kernel built for the active
+// instruction set.
 #if defined(FOCAL_OP_X86_DISPATCH)
-#define FOCAL_DISPATCH(function, ...)                                    \
-  switch (active_isa()) {                                                \
-    case Isa::kAvx512:                                                   \
-      if (classes < kAvx512MinClasses) {                                 \
-        return isa_avx2::function<T, Label>(__VA_ARGS__);               \
-      }                                                                  \
-      return isa_avx512::function<T, Label>(__VA_ARGS__);               \
-    case Isa::kAvx2:                                                     \
-      return isa_avx2::function<T, Label>(__VA_ARGS__);                 \
-    default:                                                             \
-      return isa_generic::function<T, Label>(__VA_ARGS__);              \
+#define FOCAL_DISPATCH(kernel, row_length, ...)     \
+  switch (active_isa()) {                           \
+    case Isa::kAvx512:                              \
+      if ((row_length) < kAvx512MinClasses) {       \
+        return isa_avx2::kernel(__VA_ARGS__);       \
+      }                                             \
+      return isa_avx512::kernel(__VA_ARGS__);       \
+    case Isa::kAvx2:                                \
+      return isa_avx2::kernel(__VA_ARGS__);         \
+    default:                                        \
+      return isa_generic::kernel(__VA_ARGS__);      \
   }
 #else
-#define FOCAL_DISPATCH(function, ...) return isa_generic::function<T, Label>(__VA_ARGS__);
+#define FOCAL_DISPATCH(kernel, row_length, ...) return isa_generic::kernel(__VA_ARGS__);
 #endif
 
 template <typename T, typename Label>
 int64_t sparse_softmax_focal_forward_cpu(const T* logits, const Label* labels, int64_t classes, RowRange rows,
                                          const SoftmaxFocalParams& params, T* loss, acc_t<T>* row_stats) {
-  FOCAL_DISPATCH(sparse_softmax_focal_forward, logits, labels, classes, rows, params, loss, row_stats)
+  FOCAL_DISPATCH(sparse_softmax_focal_forward<T COMMA Label>, classes, logits, labels, classes, rows, params, loss,
+                 row_stats)
 }
 
 template <typename T, typename Label>
 int64_t sparse_softmax_focal_backward_cpu(const T* logits, const Label* labels, const acc_t<T>* row_stats,
                                           const T* loss_grad, int64_t classes, RowRange rows,
                                           const SoftmaxFocalParams& params, T* logits_grad) {
-  FOCAL_DISPATCH(sparse_softmax_focal_backward, logits, labels, row_stats, loss_grad, classes, rows, params,
-                 logits_grad)
+  FOCAL_DISPATCH(sparse_softmax_focal_backward<T COMMA Label>, classes, logits, labels, row_stats, loss_grad,
+                 classes, rows, params, logits_grad)
 }
 
 #define FOCAL_INSTANTIATE_SPARSE_SOFTMAX(T, Label)                                                           \
@@ -104,5 +117,35 @@ int64_t sparse_softmax_focal_backward_cpu(const T* logits, const Label* labels, 
                                                                const T*, int64_t, RowRange,                  \
                                                                const SoftmaxFocalParams&, T*);
 FOCAL_FOR_EACH_CPU_TYPE(FOCAL_INSTANTIATE_SPARSE_SOFTMAX)
+
+template <typename T>
+void dense_softmax_focal_forward_cpu(const T* logits, const T* labels, int64_t classes, RowRange rows,
+                                     const SoftmaxFocalParams& params, T* loss, acc_t<T>* row_stats) {
+  FOCAL_DISPATCH(dense_softmax_focal_forward<T>, classes, logits, labels, classes, rows, params, loss, row_stats)
+}
+
+template <typename T>
+void dense_softmax_focal_backward_cpu(const T* logits, const T* labels, const acc_t<T>* row_stats,
+                                      const T* loss_grad, int64_t classes, RowRange rows,
+                                      const SoftmaxFocalParams& params, T* logits_grad) {
+  FOCAL_DISPATCH(dense_softmax_focal_backward<T>, classes, logits, labels, row_stats, loss_grad, classes, rows,
+                 params, logits_grad)
+}
+
+template <typename T>
+void sigmoid_focal_cpu(const T* logits, const T* labels, const T* loss_grad, int64_t columns, RowRange elements,
+                       const SigmoidFocalParams& params, T* out) {
+  FOCAL_DISPATCH(sigmoid_focal_elements<T>, elements.end - elements.begin, logits, labels, loss_grad, columns,
+                 elements, params, out)
+}
+
+#define FOCAL_INSTANTIATE_ELEMENTWISE(T)                                                                        \
+  template void dense_softmax_focal_forward_cpu<T>(const T*, const T*, int64_t, RowRange,                        \
+                                                   const SoftmaxFocalParams&, T*, acc_t<T>*);                  \
+  template void dense_softmax_focal_backward_cpu<T>(const T*, const T*, const acc_t<T>*, const T*, int64_t,     \
+                                                    RowRange, const SoftmaxFocalParams&, T*);                   \
+  template void sigmoid_focal_cpu<T>(const T*, const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, \
+                                     T*);
+FOCAL_FOR_EACH_CPU_FLOAT_TYPE(FOCAL_INSTANTIATE_ELEMENTWISE)
 
 }  // namespace focal

@@ -27,6 +27,13 @@ struct RowRange {
   X(double, int32_t)               \
   X(double, int64_t)
 
+// X(T) for every logits type.
+#define FOCAL_FOR_EACH_CPU_FLOAT_TYPE(X) \
+  X(float16_bits)                        \
+  X(bfloat16_bits)                       \
+  X(float)                               \
+  X(double)
+
 // Forward of the sparse-label softmax focal loss over rows [rows.begin, rows.end).
 // logits: [rows, classes]; labels, loss: [rows]; row_stats: [rows, kSoftmaxRowStats].
 // Ignored rows get loss 0. A row whose label is outside [0, classes) (and not ignore_class) gets
@@ -41,6 +48,24 @@ template <typename T, typename Label>
 int64_t sparse_softmax_focal_backward_cpu(const T* logits, const Label* labels, const acc_t<T>* row_stats,
                                           const T* loss_grad, int64_t classes, RowRange rows,
                                           const SoftmaxFocalParams& params, T* logits_grad);
+
+// Dense (one-hot or soft) labels [rows, classes] of the logits' type: the same loss and row
+// stats as the sparse launchers, y smoothed to y(1-s) + s/C. No label is out of range.
+template <typename T>
+void dense_softmax_focal_forward_cpu(const T* logits, const T* labels, int64_t classes, RowRange rows,
+                                     const SoftmaxFocalParams& params, T* loss, acc_t<T>* row_stats);
+
+template <typename T>
+void dense_softmax_focal_backward_cpu(const T* logits, const T* labels, const acc_t<T>* row_stats,
+                                      const T* loss_grad, int64_t classes, RowRange rows,
+                                      const SoftmaxFocalParams& params, T* logits_grad);
+
+// Sigmoid focal loss over elements [elements.begin, elements.end) of [rows, columns] logits and
+// labels (alpha per column). Forward: loss_grad = nullptr, out = loss. Backward: out = loss_grad
+// · d loss / d logits.
+template <typename T>
+void sigmoid_focal_cpu(const T* logits, const T* labels, const T* loss_grad, int64_t columns, RowRange elements,
+                       const SigmoidFocalParams& params, T* out);
 
 // The instruction set the CPU kernels run with: "avx512" (x86-64-v4), "avx2" (x86-64-v3) or
 // "generic". The best the CPU supports, unless FOCAL_OP_CPU_ISA names a lower one.

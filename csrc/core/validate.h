@@ -42,6 +42,28 @@ inline std::string softmax_params_error(const SoftmaxFocalParams& params, int64_
   return "";
 }
 
+// gamma >= 0, label_smoothing in [0, 1], finite alpha of size 1 or columns.
+inline std::string sigmoid_params_error(const SigmoidFocalParams& params, int64_t columns) {
+  if (!(params.gamma >= 0.0) || !std::isfinite(params.gamma)) {
+    return "gamma must be a finite number >= 0; got " + format_number(params.gamma);
+  }
+  if (!(params.label_smoothing >= 0.0 && params.label_smoothing <= 1.0)) {
+    return "label_smoothing must be in [0, 1]; got " + format_number(params.label_smoothing);
+  }
+  if (params.alpha != nullptr) {
+    if (params.alpha_size != 1 && params.alpha_size != columns) {
+      return "alpha must be a scalar or a vector over the last axis (length " + std::to_string(columns) +
+             "); got length " + std::to_string(params.alpha_size);
+    }
+    for (int64_t c = 0; c < params.alpha_size; ++c) {
+      if (!std::isfinite(params.alpha[c])) {
+        return "alpha must be finite; alpha[" + std::to_string(c) + "] = " + format_number(params.alpha[c]);
+      }
+    }
+  }
+  return "";
+}
+
 inline std::string label_out_of_range_error(int64_t label, int64_t flat_index, int64_t classes) {
   return "Received a label value of " + std::to_string(label) + " at flat index " + std::to_string(flat_index) +
          " which is outside the valid range of [0, " + std::to_string(classes) + ").";

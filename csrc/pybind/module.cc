@@ -9,6 +9,7 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,30 @@ auto dispatch_types(const py::array& labels, const py::array& logits, Body&& bod
   throw py::type_error("logits must be float16, bfloat16, float32 or float64; got " + logit_type);
 }
 
+// Calls body(T{}) for the logits' element type.
+template <typename Body>
+auto dispatch_float_type(const py::array& logits, Body&& body) {
+  const std::string logit_type = dtype_name(logits);
+  if (logit_type == "float32") return body(float{});
+  if (logit_type == "float64") return body(double{});
+  if (logit_type == "float16") return body(focal::float16_bits{});
+  if (logit_type == "bfloat16") return body(focal::bfloat16_bits{});
+  throw py::type_error("logits must be float16, bfloat16, float32 or float64; got " + logit_type);
+}
+
+// Labels and logits of the same shape; labels converted to the logits' dtype.
+std::pair<py::array, py::array> same_shape_arrays(const py::array& labels_in, const py::array& logits_in) {
+  py::array logits = py::array::ensure(logits_in, py::array::c_style);
+  if (!logits) throw py::type_error("logits must be array-like");
+  py::array labels = py::module_::import("numpy").attr("ascontiguousarray")(labels_in, logits.dtype());
+  const std::vector<py::ssize_t> a(labels.shape(), labels.shape() + labels.ndim());
+  const std::vector<py::ssize_t> b(logits.shape(), logits.shape() + logits.ndim());
+  if (a != b) throw py::value_error("labels must have the shape of logits");
+  return {labels, logits};
+}
+
+std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
+
 py::tuple sparse_softmax_forward(const py::array& labels, const py::array& logits, const py::object& alpha,
                                  double gamma, double epsilon, double label_smoothing,
                                  std::optional<int64_t> ignore_class) {
@@ -150,6 +175,109 @@ py::array sparse_softmax_backward(const py::array& labels, const py::array& logi
   });
 }
 
+focal::SoftmaxFocalParams dense_softmax_params(const py::array& logits, const std::vector<double>& alpha,
+                                               double gamma, double epsilon, double label_smoothing) {
+  if (logits.ndim() < 1) throw py::value_error("logits must have rank >= 1 ([..., C])");
+  focal::SoftmaxFocalParams params;
+  params.gamma = gamma;
+  params.epsilon = epsilon;
+  params.label_smoothing = label_smoothing;
+  params.alpha = alpha.empty() ? nullptr : alpha.data();
+  params.alpha_size = static_cast<int64_t>(alpha.size());
+  const std::string error = focal::softmax_params_error(params, logits.shape(logits.ndim() - 1));
+  if (!error.empty()) throw py::value_error(error);
+  return params;
+}
+
+py::tuple dense_softmax_forward(const py::array& labels_in, const py::array& logits_in, const py::object& alpha_in,
+                                double gamma, double epsilon, double label_smoothing) {
+  auto [labels, logits] = same_shape_arrays(labels_in, logits_in);
+  const std::vector<double> alpha = alpha_values(alpha_in);
+  const focal::SoftmaxFocalParams params = dense_softmax_params(logits, alpha, gamma, epsilon, label_smoothing);
+  const int64_t classes = logits.shape(logits.ndim() - 1);
+  std::vector<py::ssize_t> batch = shape_of(logits);
+  batch.pop_back();
+  const int64_t rows = classes > 0 ? logits.size() / classes : 0;
+  return dispatch_float_type(logits, [&](auto logit_tag) {
+    using T = decltype(logit_tag);
+    using Acc = focal::acc_t<T>;
+    py::array loss(logits.dtype(), batch);
+    py::array_t<Acc> stats(with_stats_axis(batch));
+    {
+      py::gil_scoped_release release;
+      focal::dense_softmax_focal_forward_cpu(static_cast<const T*>(logits.data()), static_cast<const T*>(labels.data()),
+                                             classes, focal::RowRange{0, rows}, params,
+                                             static_cast<T*>(loss.mutable_data()), stats.mutable_data());
+    }
+    return py::tuple(py::make_tuple(loss, stats));
+  });
+}
+
+py::array dense_softmax_backward(const py::array& labels_in, const py::array& logits_in, const py::array& row_stats_in,
+                                 const py::array& loss_grad_in, const py::object& alpha_in, double gamma,
+                                 double epsilon, double label_smoothing) {
+  auto [labels, logits] = same_shape_arrays(labels_in, logits_in);
+  const std::vector<double> alpha = alpha_values(alpha_in);
+  const focal::SoftmaxFocalParams params = dense_softmax_params(logits, alpha, gamma, epsilon, label_smoothing);
+  const int64_t classes = logits.shape(logits.ndim() - 1);
+  const int64_t rows = classes > 0 ? logits.size() / classes : 0;
+  return dispatch_float_type(logits, [&](auto logit_tag) {
+    using T = decltype(logit_tag);
+    using Acc = focal::acc_t<T>;
+    const auto stats = py::array_t<Acc, py::array::c_style>::ensure(row_stats_in);
+    if (!stats || stats.size() != rows * focal::kSoftmaxRowStats) {
+      throw py::value_error("row_stats must be the forward's row stats (shape batch + (4,), matching dtype)");
+    }
+    const py::array loss_grad = py::array::ensure(loss_grad_in, py::array::c_style);
+    if (!loss_grad || !loss_grad.dtype().is(logits.dtype()) || loss_grad.size() != rows) {
+      throw py::value_error("loss_grad must have the loss's shape and the logits' dtype");
+    }
+    py::array grad(logits.dtype(), shape_of(logits));
+    {
+      py::gil_scoped_release release;
+      focal::dense_softmax_focal_backward_cpu(
+          static_cast<const T*>(logits.data()), static_cast<const T*>(labels.data()), stats.data(),
+          static_cast<const T*>(loss_grad.data()), classes, focal::RowRange{0, rows}, params,
+          static_cast<T*>(grad.mutable_data()));
+    }
+    return grad;
+  });
+}
+
+// Sigmoid forward (loss_grad None) or backward, elementwise.
+py::array sigmoid_elementwise(const py::array& labels_in, const py::array& logits_in, const py::object& loss_grad_in,
+                              const py::object& alpha_in, double gamma, double label_smoothing) {
+  auto [labels, logits] = same_shape_arrays(labels_in, logits_in);
+  const std::vector<double> alpha = alpha_values(alpha_in);
+  focal::SigmoidFocalParams params;
+  params.gamma = gamma;
+  params.label_smoothing = label_smoothing;
+  params.alpha = alpha.empty() ? nullptr : alpha.data();
+  params.alpha_size = static_cast<int64_t>(alpha.size());
+  const int64_t columns = logits.ndim() > 0 ? logits.shape(logits.ndim() - 1) : 1;
+  const std::string error = focal::sigmoid_params_error(params, columns);
+  if (!error.empty()) throw py::value_error(error);
+  py::array loss_grad;
+  if (!loss_grad_in.is_none()) {
+    loss_grad = py::array::ensure(loss_grad_in, py::array::c_style);
+    if (!loss_grad || !loss_grad.dtype().is(logits.dtype()) || shape_of(loss_grad) != shape_of(logits)) {
+      throw py::value_error("loss_grad must have the logits' shape and dtype");
+    }
+  }
+  return dispatch_float_type(logits, [&](auto logit_tag) {
+    using T = decltype(logit_tag);
+    py::array out(logits.dtype(), shape_of(logits));
+    const T* loss_grad_ptr = loss_grad_in.is_none() ? nullptr : static_cast<const T*>(loss_grad.data());
+    {
+      py::gil_scoped_release release;
+      focal::sigmoid_focal_cpu(static_cast<const T*>(logits.data()), static_cast<const T*>(labels.data()), loss_grad_ptr,
+                               columns, focal::RowRange{0, static_cast<int64_t>(logits.size())}, params,
+                               static_cast<T*>(out.mutable_data()));
+    }
+    return out;
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_focal_core, m) {
@@ -162,5 +290,27 @@ PYBIND11_MODULE(_focal_core, m) {
         py::arg("row_stats"), py::arg("loss_grad"), py::kw_only(), py::arg("alpha") = py::none(),
         py::arg("gamma") = 2.0, py::arg("epsilon") = 0.0, py::arg("label_smoothing") = 0.0,
         py::arg("ignore_class") = py::none(), "Sparse softmax focal loss gradient w.r.t. logits.");
+  m.def("dense_softmax_forward", &dense_softmax_forward, py::arg("labels"), py::arg("logits"), py::kw_only(),
+        py::arg("alpha") = py::none(), py::arg("gamma") = 2.0, py::arg("epsilon") = 0.0,
+        py::arg("label_smoothing") = 0.0, "Dense-label softmax focal loss forward: returns (loss, row_stats).");
+  m.def("dense_softmax_backward", &dense_softmax_backward, py::arg("labels"), py::arg("logits"), py::arg("row_stats"),
+        py::arg("loss_grad"), py::kw_only(), py::arg("alpha") = py::none(), py::arg("gamma") = 2.0,
+        py::arg("epsilon") = 0.0, py::arg("label_smoothing") = 0.0,
+        "Dense-label softmax focal loss gradient w.r.t. logits.");
+  m.def(
+      "sigmoid_forward",
+      [](const py::array& labels, const py::array& logits, const py::object& alpha, double gamma,
+         double label_smoothing) { return sigmoid_elementwise(labels, logits, py::none(), alpha, gamma, label_smoothing); },
+      py::arg("labels"), py::arg("logits"), py::kw_only(), py::arg("alpha") = py::none(), py::arg("gamma") = 2.0,
+      py::arg("label_smoothing") = 0.0, "Elementwise sigmoid focal loss.");
+  m.def(
+      "sigmoid_backward",
+      [](const py::array& labels, const py::array& logits, const py::array& loss_grad, const py::object& alpha,
+         double gamma, double label_smoothing) {
+        return sigmoid_elementwise(labels, logits, loss_grad, alpha, gamma, label_smoothing);
+      },
+      py::arg("labels"), py::arg("logits"), py::arg("loss_grad"), py::kw_only(), py::arg("alpha") = py::none(),
+      py::arg("gamma") = 2.0, py::arg("label_smoothing") = 0.0, "Sigmoid focal loss gradient w.r.t. logits.");
+  m.def("cpu_isa", &focal::cpu_isa, "The instruction set the CPU kernels run with.");
   m.attr("ROW_STATS") = focal::kSoftmaxRowStats;
 }

@@ -55,9 +55,10 @@ absl::Status ReadScalar(const Tensor& t, const char* name, double* value) {
   return absl::OkStatus();
 }
 
-// Checks shapes and hyper-parameters shared by the sparse softmax forward and gradient ops.
-absl::Status ReadSparseSoftmaxInputs(OpKernelContext* ctx, int64_t ignore_class, bool has_ignore_class,
-                                     int64_t* rows, int64_t* classes, focal::SoftmaxFocalParams* params) {
+// Checks shapes and hyper-parameters shared by the softmax forward and gradient ops. Sparse
+// labels have the logits' shape without the class axis; dense labels the logits' shape.
+absl::Status ReadSoftmaxInputs(OpKernelContext* ctx, bool dense_labels, int64_t ignore_class, bool has_ignore_class,
+                               int64_t* rows, int64_t* classes, focal::SoftmaxFocalParams* params) {
   const Tensor& labels = ctx->input(0);
   const Tensor& logits = ctx->input(1);
   const Tensor& alpha = ctx->input(2);
@@ -67,10 +68,10 @@ absl::Status ReadSparseSoftmaxInputs(OpKernelContext* ctx, int64_t ignore_class,
   }
   TensorShape batch = logits.shape();
   batch.RemoveLastDims(1);
-  if (labels.shape() != batch) {
-    return absl::InvalidArgumentError(absl::StrCat("labels must have the shape of logits without its last axis; got labels ",
-                                                   labels.shape().DebugString(), " and logits ",
-                                                   logits.shape().DebugString()));
+  if (labels.shape() != (dense_labels ? logits.shape() : batch)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        dense_labels ? "labels must have the shape of logits" : "labels must have the shape of logits without its last axis",
+        "; got labels ", labels.shape().DebugString(), " and logits ", logits.shape().DebugString()));
   }
   *classes = logits.dim_size(logits.dims() - 1);
   *rows = batch.num_elements();
@@ -90,11 +91,55 @@ absl::Status ReadSparseSoftmaxInputs(OpKernelContext* ctx, int64_t ignore_class,
   return absl::OkStatus();
 }
 
+// The sigmoid ops' inputs: labels like logits; alpha empty (none), a scalar or one per column.
+absl::Status ReadSigmoidInputs(OpKernelContext* ctx, int64_t* columns, focal::SigmoidFocalParams* params) {
+  const Tensor& labels = ctx->input(0);
+  const Tensor& logits = ctx->input(1);
+  const Tensor& alpha = ctx->input(2);
+  if (labels.shape() != logits.shape()) {
+    return absl::InvalidArgumentError(absl::StrCat("labels must have the shape of logits; got labels ",
+                                                   labels.shape().DebugString(), " and logits ",
+                                                   logits.shape().DebugString()));
+  }
+  *columns = logits.dims() > 0 ? logits.dim_size(logits.dims() - 1) : 1;
+  const bool no_alpha = alpha.dims() == 1 && alpha.dim_size(0) == 0;
+  if (alpha.dims() > 1 || (alpha.dims() == 1 && !no_alpha && (logits.dims() == 0 || alpha.dim_size(0) != *columns))) {
+    return absl::InvalidArgumentError(absl::StrCat("alpha must be a scalar or a vector over the last axis (length ",
+                                                   *columns, "); got shape ", alpha.shape().DebugString()));
+  }
+  TF_RETURN_IF_ERROR(ReadScalar(ctx->input(3), "gamma", &params->gamma));
+  TF_RETURN_IF_ERROR(ReadScalar(ctx->input(4), "label_smoothing", &params->label_smoothing));
+  params->alpha = no_alpha ? nullptr : alpha.flat<double>().data();
+  params->alpha_size = no_alpha ? 0 : alpha.NumElements();
+  const std::string error = focal::sigmoid_params_error(*params, *columns);
+  if (!error.empty()) return absl::InvalidArgumentError(error);
+  return absl::OkStatus();
+}
+
 template <typename Acc>
 absl::Status CheckStatsDtype(OpKernelContext* ctx, tensorflow::DataType stats_dtype) {
   if (stats_dtype != DataTypeToEnum<Acc>::value) {
     return absl::InvalidArgumentError(absl::StrCat("Tstats must be ", DataTypeString(DataTypeToEnum<Acc>::value),
                                                    " for these logits; got ", DataTypeString(stats_dtype)));
+  }
+  return absl::OkStatus();
+}
+
+// row_stats and loss_grad of a softmax gradient op: [batch..., 4] and [batch...].
+template <typename Acc>
+absl::Status CheckSoftmaxGradInputs(OpKernelContext* ctx, const TensorShape& batch) {
+  const Tensor& stats = ctx->input(6);
+  const Tensor& loss_grad = ctx->input(7);
+  TF_RETURN_IF_ERROR(CheckStatsDtype<Acc>(ctx, stats.dtype()));
+  TensorShape stats_shape = batch;
+  stats_shape.AddDim(focal::kSoftmaxRowStats);
+  if (stats.shape() != stats_shape) {
+    return absl::InvalidArgumentError(absl::StrCat("row_stats must have shape ", stats_shape.DebugString(), "; got ",
+                                                   stats.shape().DebugString()));
+  }
+  if (loss_grad.shape() != batch) {
+    return absl::InvalidArgumentError(absl::StrCat("loss_grad must have the shape of the loss ", batch.DebugString(),
+                                                   "; got ", loss_grad.shape().DebugString()));
   }
   return absl::OkStatus();
 }
@@ -123,8 +168,8 @@ int64_t ShardRows(OpKernelContext* ctx, int64_t rows, int64_t cost_per_row, Body
 }
 
 // Rough cost of one row in cycles, for the shard size: an exp per class, more with smoothing.
-int64_t RowCost(int64_t classes, const focal::SoftmaxFocalParams& params) {
-  return std::max<int64_t>(1, classes) * (params.label_smoothing > 0 ? 60 : 20) + 100;
+int64_t RowCost(int64_t classes, bool every_class) {
+  return std::max<int64_t>(1, classes) * (every_class ? 60 : 20) + 100;
 }
 
 template <typename T, typename Label>
@@ -140,7 +185,7 @@ class SparseSoftmaxFocalLossOp : public OpKernel {
     using Acc = focal::acc_t<Core>;
     int64_t rows = 0, classes = 0;
     focal::SoftmaxFocalParams params;
-    OP_REQUIRES_OK(ctx, ReadSparseSoftmaxInputs(ctx, ignore_class_, has_ignore_class_, &rows, &classes, &params));
+    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/false, ignore_class_, has_ignore_class_, &rows, &classes, &params));
     OP_REQUIRES_OK(ctx, CheckStatsDtype<Acc>(ctx, ctx->expected_output_dtype(1)));
     const Tensor& labels = ctx->input(0);
     Tensor* loss = nullptr;
@@ -155,7 +200,7 @@ class SparseSoftmaxFocalLossOp : public OpKernel {
     const Label* labels_ptr = labels.flat<Label>().data();
     Core* loss_ptr = CorePtr<T>(loss);
     Acc* stats_ptr = stats->flat<Acc>().data();
-    const int64_t bad_row = ShardRows(ctx, rows, RowCost(classes, params), [&](focal::RowRange range) {
+    const int64_t bad_row = ShardRows(ctx, rows, RowCost(classes, params.label_smoothing > 0), [&](focal::RowRange range) {
       return focal::sparse_softmax_focal_forward_cpu(logits_ptr, labels_ptr, classes, range, params, loss_ptr,
                                                      stats_ptr);
     });
@@ -180,20 +225,11 @@ class SparseSoftmaxFocalLossGradOp : public OpKernel {
     using Acc = focal::acc_t<Core>;
     int64_t rows = 0, classes = 0;
     focal::SoftmaxFocalParams params;
-    OP_REQUIRES_OK(ctx, ReadSparseSoftmaxInputs(ctx, ignore_class_, has_ignore_class_, &rows, &classes, &params));
+    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/false, ignore_class_, has_ignore_class_, &rows, &classes, &params));
     const Tensor& labels = ctx->input(0);
     const Tensor& stats = ctx->input(6);
     const Tensor& loss_grad = ctx->input(7);
-    OP_REQUIRES_OK(ctx, CheckStatsDtype<Acc>(ctx, stats.dtype()));
-    TensorShape stats_shape = labels.shape();
-    stats_shape.AddDim(focal::kSoftmaxRowStats);
-    OP_REQUIRES(ctx, stats.shape() == stats_shape,
-                absl::InvalidArgumentError(absl::StrCat("row_stats must have shape ", stats_shape.DebugString(),
-                                                        "; got ", stats.shape().DebugString())));
-    OP_REQUIRES(ctx, loss_grad.shape() == labels.shape(),
-                absl::InvalidArgumentError(absl::StrCat("loss_grad must have the shape of labels ",
-                                                        labels.shape().DebugString(), "; got ",
-                                                        loss_grad.shape().DebugString())));
+    OP_REQUIRES_OK(ctx, CheckSoftmaxGradInputs<Acc>(ctx, labels.shape()));
     Tensor* logits_grad = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(1).shape(), &logits_grad));
     if (rows == 0 || classes == 0) return;
@@ -203,7 +239,7 @@ class SparseSoftmaxFocalLossGradOp : public OpKernel {
     const Acc* stats_ptr = stats.flat<Acc>().data();
     const Core* loss_grad_ptr = CorePtr<T>(loss_grad);
     Core* grad_ptr = CorePtr<T>(logits_grad);
-    const int64_t bad_row = ShardRows(ctx, rows, RowCost(classes, params), [&](focal::RowRange range) {
+    const int64_t bad_row = ShardRows(ctx, rows, RowCost(classes, params.label_smoothing > 0), [&](focal::RowRange range) {
       return focal::sparse_softmax_focal_backward_cpu(logits_ptr, labels_ptr, stats_ptr, loss_grad_ptr, classes,
                                                       range, params, grad_ptr);
     });
@@ -226,6 +262,120 @@ class SparseSoftmaxFocalLossGradOp : public OpKernel {
                               .TypeConstraint<T>("T")                                                          \
                               .TypeConstraint<Label>("Tlabels"),                                               \
                           SparseSoftmaxFocalLossGradOp<T, Label>);
+
+template <typename T>
+class SoftmaxFocalLossOp : public OpKernel {
+ public:
+  explicit SoftmaxFocalLossOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    using Core = typename CoreType<T>::type;
+    using Acc = focal::acc_t<Core>;
+    int64_t rows = 0, classes = 0;
+    focal::SoftmaxFocalParams params;
+    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, &rows, &classes, &params));
+    OP_REQUIRES_OK(ctx, CheckStatsDtype<Acc>(ctx, ctx->expected_output_dtype(1)));
+    TensorShape batch = ctx->input(1).shape();
+    batch.RemoveLastDims(1);
+    Tensor* loss = nullptr;
+    Tensor* stats = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, batch, &loss));
+    TensorShape stats_shape = batch;
+    stats_shape.AddDim(focal::kSoftmaxRowStats);
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, stats_shape, &stats));
+    if (rows == 0) return;
+    const Core* logits_ptr = CorePtr<T>(ctx->input(1));
+    const Core* labels_ptr = CorePtr<T>(ctx->input(0));
+    Core* loss_ptr = CorePtr<T>(loss);
+    Acc* stats_ptr = stats->flat<Acc>().data();
+    ShardRows(ctx, rows, RowCost(classes, /*every_class=*/true), [&](focal::RowRange range) {
+      focal::dense_softmax_focal_forward_cpu(logits_ptr, labels_ptr, classes, range, params, loss_ptr, stats_ptr);
+      return int64_t{-1};
+    });
+  }
+};
+
+template <typename T>
+class SoftmaxFocalLossGradOp : public OpKernel {
+ public:
+  explicit SoftmaxFocalLossGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    using Core = typename CoreType<T>::type;
+    using Acc = focal::acc_t<Core>;
+    int64_t rows = 0, classes = 0;
+    focal::SoftmaxFocalParams params;
+    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, &rows, &classes, &params));
+    TensorShape batch = ctx->input(1).shape();
+    batch.RemoveLastDims(1);
+    OP_REQUIRES_OK(ctx, CheckSoftmaxGradInputs<Acc>(ctx, batch));
+    Tensor* logits_grad = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(1).shape(), &logits_grad));
+    if (rows == 0 || classes == 0) return;
+    const Core* logits_ptr = CorePtr<T>(ctx->input(1));
+    const Core* labels_ptr = CorePtr<T>(ctx->input(0));
+    const Acc* stats_ptr = ctx->input(6).flat<Acc>().data();
+    const Core* loss_grad_ptr = CorePtr<T>(ctx->input(7));
+    Core* grad_ptr = CorePtr<T>(logits_grad);
+    ShardRows(ctx, rows, RowCost(classes, /*every_class=*/true), [&](focal::RowRange range) {
+      focal::dense_softmax_focal_backward_cpu(logits_ptr, labels_ptr, stats_ptr, loss_grad_ptr, classes, range, params,
+                                              grad_ptr);
+      return int64_t{-1};
+    });
+  }
+};
+
+// Sigmoid forward (kBackward = false) and gradient (true): elementwise over the logits.
+template <typename T, bool kBackward>
+class SigmoidFocalLossOp : public OpKernel {
+ public:
+  explicit SigmoidFocalLossOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    using Core = typename CoreType<T>::type;
+    int64_t columns = 1;
+    focal::SigmoidFocalParams params;
+    OP_REQUIRES_OK(ctx, ReadSigmoidInputs(ctx, &columns, &params));
+    const Tensor& logits = ctx->input(1);
+    const Core* loss_grad_ptr = nullptr;
+    if (kBackward) {
+      const Tensor& loss_grad = ctx->input(5);
+      OP_REQUIRES(ctx, loss_grad.shape() == logits.shape(),
+                  absl::InvalidArgumentError(absl::StrCat("loss_grad must have the shape of logits ",
+                                                          logits.shape().DebugString(), "; got ",
+                                                          loss_grad.shape().DebugString())));
+      loss_grad_ptr = CorePtr<T>(loss_grad);
+    }
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, logits.shape(), &out));
+    const int64_t elements = logits.NumElements();
+    if (elements == 0) return;
+    const Core* logits_ptr = CorePtr<T>(logits);
+    const Core* labels_ptr = CorePtr<T>(ctx->input(0));
+    Core* out_ptr = CorePtr<T>(out);
+    ShardRows(ctx, elements, /*cost_per_row=*/60, [&](focal::RowRange range) {
+      focal::sigmoid_focal_cpu(logits_ptr, labels_ptr, loss_grad_ptr, columns, range, params, out_ptr);
+      return int64_t{-1};
+    });
+  }
+};
+
+#define FOCAL_REGISTER_ELEMENTWISE_CPU(T)                                                                       \
+  REGISTER_KERNEL_BUILDER(Name("FocalOp>SoftmaxFocalLoss").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+                          SoftmaxFocalLossOp<T>);                                                              \
+  REGISTER_KERNEL_BUILDER(                                                                                     \
+      Name("FocalOp>SoftmaxFocalLossGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),            \
+      SoftmaxFocalLossGradOp<T>);                                                                              \
+  REGISTER_KERNEL_BUILDER(Name("FocalOp>SigmoidFocalLoss").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+                          SigmoidFocalLossOp<T, false>);                                                       \
+  REGISTER_KERNEL_BUILDER(                                                                                     \
+      Name("FocalOp>SigmoidFocalLossGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),            \
+      SigmoidFocalLossOp<T, true>);
+
+FOCAL_REGISTER_ELEMENTWISE_CPU(Eigen::half)
+FOCAL_REGISTER_ELEMENTWISE_CPU(Eigen::bfloat16)
+FOCAL_REGISTER_ELEMENTWISE_CPU(float)
+FOCAL_REGISTER_ELEMENTWISE_CPU(double)
 
 #define FOCAL_REGISTER_FOR_LABELS(T)              \
   FOCAL_REGISTER_SPARSE_SOFTMAX_CPU(T, int32_t) \

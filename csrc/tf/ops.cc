@@ -16,6 +16,27 @@ using ::tensorflow::shape_inference::ShapeHandle;
 
 constexpr int kRowStats = 4;  // focal::kSoftmaxRowStats
 
+// alpha (input 2): a scalar (every class) or one weight per class; inputs first..last scalars.
+absl::Status CheckAlphaAndScalars(InferenceContext* c, DimensionHandle classes, int first_scalar, int last_scalar) {
+  ShapeHandle alpha;
+  if (!c->WithRankAtMost(c->input(2), 1, &alpha).ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("alpha must be a scalar or a vector of length C; got shape ", c->DebugString(c->input(2))));
+  }
+  if (c->RankKnown(alpha) && c->Rank(alpha) == 1) {
+    DimensionHandle merged;
+    if (!c->Merge(c->Dim(alpha, 0), classes, &merged).ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("alpha must have one weight per class (", c->DebugString(classes),
+                                                     "); got shape ", c->DebugString(alpha)));
+    }
+  }
+  for (int i = first_scalar; i <= last_scalar; ++i) {
+    ShapeHandle scalar;
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &scalar));
+  }
+  return absl::OkStatus();
+}
+
 // logits [..., C] and labels [...]: returns the merged batch shape and the class dimension.
 absl::Status MergeSparseSoftmaxShapes(InferenceContext* c, ShapeHandle* batch, DimensionHandle* classes) {
   ShapeHandle logits;
@@ -27,25 +48,7 @@ absl::Status MergeSparseSoftmaxShapes(InferenceContext* c, ShapeHandle* batch, D
                                                    c->DebugString(c->input(0)), " and logits ",
                                                    c->DebugString(c->input(1))));
   }
-  // alpha: a scalar (every class) or one weight per class
-  ShapeHandle alpha;
-  if (!c->WithRankAtMost(c->input(2), 1, &alpha).ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("alpha must be a scalar or a vector of length C; got shape ", c->DebugString(c->input(2))));
-  }
-  if (c->RankKnown(alpha) && c->Rank(alpha) == 1) {
-    DimensionHandle merged;
-    if (!c->Merge(c->Dim(alpha, 0), *classes, &merged).ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("alpha must have one weight per class (", c->DebugString(*classes),
-                                                     "); got shape ", c->DebugString(alpha)));
-    }
-    *classes = merged;
-  }
-  for (int i = 3; i <= 5; ++i) {
-    ShapeHandle scalar;
-    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &scalar));
-  }
-  return absl::OkStatus();
+  return CheckAlphaAndScalars(c, *classes, 3, 5);
 }
 
 absl::Status SparseSoftmaxFocalLossShape(InferenceContext* c) {
@@ -70,6 +73,79 @@ absl::Status SparseSoftmaxFocalLossGradShape(InferenceContext* c) {
   ShapeHandle logits_grad;
   TF_RETURN_IF_ERROR(c->Concatenate(batch, c->Vector(classes), &logits_grad));
   c->set_output(0, logits_grad);
+  return absl::OkStatus();
+}
+
+// Dense softmax: labels [..., C] like logits.
+absl::Status MergeDenseSoftmaxShapes(InferenceContext* c, ShapeHandle* logits, ShapeHandle* batch) {
+  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(1), 1, logits));
+  if (!c->Merge(c->input(0), *logits, logits).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("labels must have the shape of logits; got labels ",
+                                                   c->DebugString(c->input(0)), " and logits ",
+                                                   c->DebugString(c->input(1))));
+  }
+  TF_RETURN_IF_ERROR(CheckAlphaAndScalars(c, c->Dim(*logits, -1), 3, 5));
+  return c->Subshape(*logits, 0, -1, batch);
+}
+
+absl::Status SoftmaxFocalLossShape(InferenceContext* c) {
+  ShapeHandle logits, batch, stats;
+  TF_RETURN_IF_ERROR(MergeDenseSoftmaxShapes(c, &logits, &batch));
+  TF_RETURN_IF_ERROR(c->Concatenate(batch, c->Vector(kRowStats), &stats));
+  c->set_output(0, batch);
+  c->set_output(1, stats);
+  return absl::OkStatus();
+}
+
+absl::Status SoftmaxFocalLossGradShape(InferenceContext* c) {
+  ShapeHandle logits, batch, stats;
+  TF_RETURN_IF_ERROR(MergeDenseSoftmaxShapes(c, &logits, &batch));
+  TF_RETURN_IF_ERROR(c->Concatenate(batch, c->Vector(kRowStats), &stats));
+  TF_RETURN_IF_ERROR(c->Merge(c->input(6), stats, &stats));
+  TF_RETURN_IF_ERROR(c->Merge(c->input(7), batch, &batch));
+  c->set_output(0, logits);
+  return absl::OkStatus();
+}
+
+// Sigmoid: labels like logits (any rank); alpha a scalar, empty (none) or one per last-axis column.
+absl::Status MergeSigmoidShapes(InferenceContext* c, ShapeHandle* logits) {
+  if (!c->Merge(c->input(0), c->input(1), logits).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("labels must have the shape of logits; got labels ",
+                                                   c->DebugString(c->input(0)), " and logits ",
+                                                   c->DebugString(c->input(1))));
+  }
+  ShapeHandle alpha;
+  if (!c->WithRankAtMost(c->input(2), 1, &alpha).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "alpha must be a scalar or a vector over the last axis; got shape ", c->DebugString(c->input(2))));
+  }
+  if (c->RankKnown(alpha) && c->Rank(alpha) == 1 && c->ValueKnown(c->Dim(alpha, 0)) &&
+      c->Value(c->Dim(alpha, 0)) != 0 && c->RankKnown(*logits)) {
+    DimensionHandle merged;
+    if (c->Rank(*logits) == 0 || !c->Merge(c->Dim(alpha, 0), c->Dim(*logits, -1), &merged).ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("alpha must have one value per column of the last axis; got alpha ",
+                                                     c->DebugString(alpha), " and logits ", c->DebugString(*logits)));
+    }
+  }
+  for (int i = 3; i <= 4; ++i) {
+    ShapeHandle scalar;
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &scalar));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SigmoidFocalLossShape(InferenceContext* c) {
+  ShapeHandle logits;
+  TF_RETURN_IF_ERROR(MergeSigmoidShapes(c, &logits));
+  c->set_output(0, logits);
+  return absl::OkStatus();
+}
+
+absl::Status SigmoidFocalLossGradShape(InferenceContext* c) {
+  ShapeHandle logits;
+  TF_RETURN_IF_ERROR(MergeSigmoidShapes(c, &logits));
+  TF_RETURN_IF_ERROR(c->Merge(c->input(5), logits, &logits));
+  c->set_output(0, logits);
   return absl::OkStatus();
 }
 
@@ -115,5 +191,63 @@ REGISTER_OP("FocalOp>SparseSoftmaxFocalLossGrad")
     .Doc(R"doc(
 Gradient of FocalOp>SparseSoftmaxFocalLoss w.r.t. logits, scaled row by row by loss_grad.
 )doc");
+
+REGISTER_OP("FocalOp>SoftmaxFocalLoss")
+    .Input("labels: T")
+    .Input("logits: T")
+    .Input("alpha: double")
+    .Input("gamma: double")
+    .Input("epsilon: double")
+    .Input("label_smoothing: double")
+    .Output("loss: T")
+    .Output("row_stats: Tstats")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tstats: {float, double} = DT_FLOAT")
+    .SetShapeFn(SoftmaxFocalLossShape)
+    .Doc(R"doc(
+Per-row softmax focal loss with dense (one-hot or soft) labels [..., C]:
+-Σ_c y_c α_c (1-p_c)^γ log p_c, y smoothed to y(1-s) + s/C.
+)doc");
+
+REGISTER_OP("FocalOp>SoftmaxFocalLossGrad")
+    .Input("labels: T")
+    .Input("logits: T")
+    .Input("alpha: double")
+    .Input("gamma: double")
+    .Input("epsilon: double")
+    .Input("label_smoothing: double")
+    .Input("row_stats: Tstats")
+    .Input("loss_grad: T")
+    .Output("logits_grad: T")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tstats: {float, double} = DT_FLOAT")
+    .SetShapeFn(SoftmaxFocalLossGradShape)
+    .Doc("Gradient of FocalOp>SoftmaxFocalLoss w.r.t. logits.");
+
+REGISTER_OP("FocalOp>SigmoidFocalLoss")
+    .Input("labels: T")
+    .Input("logits: T")
+    .Input("alpha: double")
+    .Input("gamma: double")
+    .Input("label_smoothing: double")
+    .Output("loss: T")
+    .Attr("T: {half, bfloat16, float, double}")
+    .SetShapeFn(SigmoidFocalLossShape)
+    .Doc(R"doc(
+Elementwise sigmoid focal loss α_t (1-p_t)^γ BCE(y, x) with y smoothed to y(1-s) + s/2.
+alpha: empty (α_t = 1), a scalar, or one value per column of the last axis.
+)doc");
+
+REGISTER_OP("FocalOp>SigmoidFocalLossGrad")
+    .Input("labels: T")
+    .Input("logits: T")
+    .Input("alpha: double")
+    .Input("gamma: double")
+    .Input("label_smoothing: double")
+    .Input("loss_grad: T")
+    .Output("logits_grad: T")
+    .Attr("T: {half, bfloat16, float, double}")
+    .SetShapeFn(SigmoidFocalLossGradShape)
+    .Doc("Gradient of FocalOp>SigmoidFocalLoss w.r.t. logits.");
 
 }  // namespace focal_tf

@@ -1,7 +1,10 @@
 """focal_op: fused, NaN-safe focal loss ops for TensorFlow.
 
     import focal_op
-    loss = focal_op.sparse_softmax_focal_loss(labels, logits, gamma=2.0)
+    loss = focal_op.sparse_softmax_focal_loss(labels, logits, gamma=2.0)   # [N, C] logits, int labels
+    loss = focal_op.softmax_focal_loss(one_hot, logits)                     # dense or soft labels
+    loss = focal_op.sigmoid_focal_loss(targets, logits, alpha=0.25)         # binary / multi-label
+    model.compile(loss=focal_op.losses.SparseCategoricalFocalLoss(from_logits=True))
 
 The TensorFlow op library is loaded on first use. Without TensorFlow, only the kernel core
 ``focal_op._focal_core`` (NumPy arrays) is importable.
@@ -19,8 +22,19 @@ try:
 except ImportError:  # the kernel core alone (e.g. on a GPU machine without TensorFlow)
     pass
 else:
-    from focal_op import reference
+    from focal_op import losses, reference
     from focal_op._loader import FocalOpBuildError, op_library
-    from focal_op.ops import sparse_softmax_focal_loss
+    from focal_op.ops import sigmoid_focal_loss, softmax_focal_loss, sparse_softmax_focal_loss
 
-__all__ = ["sparse_softmax_focal_loss", "reference", "op_library", "FocalOpBuildError"]
+from focal_op.weights import class_weights
+
+__all__ = [
+    "sparse_softmax_focal_loss",
+    "softmax_focal_loss",
+    "sigmoid_focal_loss",
+    "class_weights",
+    "losses",
+    "reference",
+    "op_library",
+    "FocalOpBuildError",
+]

@@ -40,11 +40,11 @@ def check_ignore_class(ignore_class) -> None:
         raise TypeError(f"ignore_class must be None or an int; got {ignore_class!r}")
 
 
-def logits_tensor(logits) -> tf.Tensor:
+def logits_tensor(logits, min_rank: int = 1) -> tf.Tensor:
     logits = tf.convert_to_tensor(logits)
     if logits.dtype not in FLOAT_DTYPES:
         raise TypeError(f"logits must be float16, bfloat16, float32 or float64; got {logits.dtype.name}")
-    if logits.shape.rank == 0:
+    if min_rank and logits.shape.rank == 0:
         raise ValueError("logits must have rank >= 1 ([..., C]); got a scalar")
     return logits
 
@@ -63,6 +63,35 @@ def sparse_labels_tensor(labels, logits: tf.Tensor) -> tf.Tensor:
                 f"and logits {logits.shape}"
             )
     return labels
+
+
+def dense_labels_tensor(labels, logits: tf.Tensor) -> tf.Tensor:
+    """Dense or binary labels: the logits' shape, cast to the logits' dtype."""
+    labels = tf.convert_to_tensor(labels)
+    if not (labels.dtype.is_floating or labels.dtype.is_integer or labels.dtype == tf.bool):
+        raise TypeError(f"labels must be numeric; got {labels.dtype.name}")
+    labels = tf.cast(labels, logits.dtype)
+    if logits.shape.rank is not None and labels.shape.rank is not None:
+        if not labels.shape.is_compatible_with(logits.shape):
+            raise ValueError(f"labels must have the shape of logits; got labels {labels.shape} and logits {logits.shape}")
+    return labels
+
+
+def sigmoid_alpha_tensor(alpha, logits: tf.Tensor) -> tf.Tensor:
+    """Sigmoid alpha as float64: empty (None: α_t = 1), a scalar, or one value per last-axis column."""
+    if alpha is None:
+        return tf.zeros([0], tf.float64)
+    if _is_number(alpha):
+        if not math.isfinite(alpha):
+            raise ValueError(f"alpha must be finite; got {alpha!r}")
+        return tf.constant(float(alpha), tf.float64)
+    alpha = tf.cast(tf.convert_to_tensor(alpha), tf.float64)
+    if alpha.shape.rank is not None and alpha.shape.rank > 1:
+        raise ValueError(f"alpha must be None, a float or a vector over the last axis; got shape {alpha.shape}")
+    columns = logits.shape[-1] if logits.shape.rank else None
+    if alpha.shape.rank == 1 and columns is not None and alpha.shape[0] is not None and alpha.shape[0] != columns:
+        raise ValueError(f"alpha must have one value per column of the last axis ({columns}); got length {alpha.shape[0]}")
+    return alpha
 
 
 def alpha_tensor(alpha, logits: tf.Tensor) -> tf.Tensor:

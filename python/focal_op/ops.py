@@ -10,7 +10,7 @@ import tensorflow as tf
 from focal_op import _checks
 from focal_op._loader import op_library
 
-__all__ = ["sparse_softmax_focal_loss"]
+__all__ = ["sparse_softmax_focal_loss", "softmax_focal_loss", "sigmoid_focal_loss"]
 
 
 def sparse_softmax_focal_loss(
@@ -84,3 +84,93 @@ def _sparse_softmax_focal_loss_grad(op, loss_grad, _row_stats_grad):
         has_ignore_class=op.get_attr("has_ignore_class"),
     )
     return [None, logits_grad, None, None, None, None]
+
+
+def softmax_focal_loss(labels, logits, *, gamma=2.0, alpha=None, epsilon=None, label_smoothing=0.0, name=None):
+    """Softmax focal loss with dense (one-hot or soft) labels, one fused op per direction.
+
+    loss = -Σ_c y_c · α_c · (1 - p_c)^γ · log p_c, p = softmax(logits), y smoothed to
+    y·(1-s) + s/C (Keras CategoricalFocalCrossentropy semantics).
+
+    Args:
+      labels: ``[..., C]`` like logits (cast to the logits' dtype); rows need not sum to 1.
+      logits: float16/bfloat16/float32/float64 ``[..., C]``.
+      gamma, alpha, epsilon, label_smoothing: as in :func:`sparse_softmax_focal_loss`.
+
+    Returns:
+      The loss, shape ``logits.shape[:-1]``, dtype of ``logits``.
+    """
+    _checks.check_gamma(gamma)
+    epsilon = _checks.check_epsilon(epsilon)
+    _checks.check_label_smoothing(label_smoothing)
+    with tf.name_scope(name or "softmax_focal_loss"):
+        logits = _checks.logits_tensor(logits)
+        labels = _checks.dense_labels_tensor(labels, logits)
+        alpha = _checks.alpha_tensor(alpha, logits)
+        loss, _ = op_library().focal_op_softmax_focal_loss(
+            labels=labels,
+            logits=logits,
+            alpha=alpha,
+            gamma=_checks.float64_scalar(gamma),
+            epsilon=_checks.float64_scalar(epsilon),
+            label_smoothing=_checks.float64_scalar(label_smoothing),
+            Tstats=_checks.compute_dtype(logits.dtype),
+        )
+        return loss
+
+
+def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing=0.0, name=None):
+    """Elementwise sigmoid focal loss for binary and multi-label targets, one fused op per direction.
+
+    loss = α_t · (1 - p_t)^γ · BCE(y, x), p = sigmoid(x), p_t = y·p + (1-y)·(1-p),
+    α_t = y·α + (1-y)·(1-α) (1 when alpha is None), BCE in the stable softplus form, y smoothed
+    to y·(1-s) + s/2 (Keras BinaryFocalCrossentropy semantics).
+
+    Args:
+      labels: targets in [0, 1] (hard or soft), the logits' shape (cast to the logits' dtype).
+      logits: float16/bfloat16/float32/float64, any shape.
+      gamma: focusing parameter γ >= 0.
+      alpha: None, a float, or a vector over the last axis (α of the positive part).
+      label_smoothing: s in [0, 1].
+
+    Returns:
+      The loss, elementwise: the logits' shape and dtype.
+    """
+    _checks.check_gamma(gamma)
+    _checks.check_label_smoothing(label_smoothing)
+    with tf.name_scope(name or "sigmoid_focal_loss"):
+        logits = _checks.logits_tensor(logits, min_rank=0)
+        labels = _checks.dense_labels_tensor(labels, logits)
+        alpha = _checks.sigmoid_alpha_tensor(alpha, logits)
+        return op_library().focal_op_sigmoid_focal_loss(
+            labels=labels,
+            logits=logits,
+            alpha=alpha,
+            gamma=_checks.float64_scalar(gamma),
+            label_smoothing=_checks.float64_scalar(label_smoothing),
+        )
+
+
+@tf.RegisterGradient("FocalOp>SoftmaxFocalLoss")
+def _softmax_focal_loss_grad(op, loss_grad, _row_stats_grad):
+    labels, logits, alpha, gamma, epsilon, label_smoothing = op.inputs
+    logits_grad = op_library().focal_op_softmax_focal_loss_grad(
+        labels=labels,
+        logits=logits,
+        alpha=alpha,
+        gamma=gamma,
+        epsilon=epsilon,
+        label_smoothing=label_smoothing,
+        row_stats=op.outputs[1],
+        loss_grad=loss_grad,
+    )
+    return [None, logits_grad, None, None, None, None]
+
+
+@tf.RegisterGradient("FocalOp>SigmoidFocalLoss")
+def _sigmoid_focal_loss_grad(op, loss_grad):
+    labels, logits, alpha, gamma, label_smoothing = op.inputs
+    logits_grad = op_library().focal_op_sigmoid_focal_loss_grad(
+        labels=labels, logits=logits, alpha=alpha, gamma=gamma, label_smoothing=label_smoothing, loss_grad=loss_grad
+    )
+    return [None, logits_grad, None, None, None]

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from focal_op import _checks
 
-__all__ = ["sparse_softmax_focal_loss"]
+__all__ = ["sparse_softmax_focal_loss", "softmax_focal_loss", "sigmoid_focal_loss"]
 
 
 def _class_alpha(alpha, classes, dtype):
@@ -85,4 +85,56 @@ def sparse_softmax_focal_loss(
 
         if ignore_class is not None:
             loss = tf.where(valid, loss, tf.zeros_like(loss))
+        return tf.cast(loss, logits.dtype)
+
+
+def softmax_focal_loss(labels, logits, *, gamma=2.0, alpha=None, epsilon=None, label_smoothing=0.0, name=None):
+    """Pure-TF twin of :func:`focal_op.softmax_focal_loss` (dense or soft labels)."""
+    _checks.check_gamma(gamma)
+    epsilon = _checks.check_epsilon(epsilon)
+    _checks.check_label_smoothing(label_smoothing)
+    with tf.name_scope(name or "reference_softmax_focal_loss"):
+        logits = _checks.logits_tensor(logits)
+        labels = _checks.dense_labels_tensor(labels, logits)
+        alpha = _checks.alpha_tensor(alpha, logits)
+        dtype = _checks.compute_dtype(logits.dtype)
+        z = tf.cast(logits, dtype)
+        y = tf.cast(labels, dtype)
+        classes = tf.shape(z)[-1]
+        alpha = _class_alpha(alpha, classes, dtype)
+        gamma = tf.cast(_checks.float64_scalar(gamma), dtype)
+        if label_smoothing:
+            s = tf.cast(_checks.float64_scalar(label_smoothing), dtype)
+            y = y * (1.0 - s) + s / tf.cast(classes, dtype)
+        if epsilon > 0.0:
+            p = tf.clip_by_value(tf.nn.softmax(z, axis=-1), epsilon, 1.0 - epsilon)
+            log_p, q = tf.math.log(p), 1.0 - p
+        else:
+            log_p = tf.nn.log_softmax(z, axis=-1)
+            q = -tf.math.expm1(log_p)
+        loss = tf.reduce_sum(y * alpha * tf.pow(q, gamma) * -log_p, axis=-1)
+        return tf.cast(loss, logits.dtype)
+
+
+def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing=0.0, name=None):
+    """Pure-TF twin of :func:`focal_op.sigmoid_focal_loss`: α_t · (1 - p_t)^γ · BCE-with-logits."""
+    _checks.check_gamma(gamma)
+    _checks.check_label_smoothing(label_smoothing)
+    with tf.name_scope(name or "reference_sigmoid_focal_loss"):
+        logits = _checks.logits_tensor(logits, min_rank=0)
+        labels = _checks.dense_labels_tensor(labels, logits)
+        alpha_t = _checks.sigmoid_alpha_tensor(alpha, logits)
+        dtype = _checks.compute_dtype(logits.dtype)
+        x = tf.cast(logits, dtype)
+        y = tf.cast(labels, dtype)
+        if label_smoothing:
+            s = tf.cast(_checks.float64_scalar(label_smoothing), dtype)
+            y = y * (1.0 - s) + 0.5 * s
+        p = tf.sigmoid(x)
+        p_t = y * p + (1.0 - y) * (1.0 - p)
+        bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=x)
+        loss = tf.pow(1.0 - p_t, tf.cast(_checks.float64_scalar(gamma), dtype)) * bce
+        if alpha is not None:
+            a = tf.cast(alpha_t, dtype)
+            loss = (y * a + (1.0 - y) * (1.0 - a)) * loss
         return tf.cast(loss, logits.dtype)

@@ -1,0 +1,172 @@
+"""Keras 3 loss classes backed by focal_op's fused ops.
+
+They follow Keras's own focal losses (CategoricalFocalCrossentropy, BinaryFocalCrossentropy):
+same formulas, same probability handling when ``from_logits=False`` (probabilities normalised and
+clipped to [ε, 1-ε] with ε = keras.config.epsilon()), same reductions. Added: sparse labels,
+per-class alpha, the exact (unclipped) mode and ``ignore_class``. Registered as serializable,
+so ``keras.losses.serialize/deserialize`` and ``model.save(...)`` round-trip after
+``import focal_op``.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from focal_op import _checks, ops
+
+__all__ = ["SparseCategoricalFocalLoss", "CategoricalFocalLoss", "BinaryFocalLoss"]
+
+_PACKAGE = "focal_op"
+
+
+def _alpha_config(alpha):
+    """alpha as plain Python for get_config: None, a float or a list of floats."""
+    if alpha is None:
+        return None
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        return float(alpha)
+    return [float(a) for a in np.asarray(alpha, dtype=np.float64).reshape(-1)]
+
+
+def _softmax_probabilities_to_logits(probabilities):
+    """Keras's handling of softmax probabilities: normalise, clip to [ε, 1-ε], take the log."""
+    epsilon = keras.config.epsilon()
+    p = probabilities / tf.reduce_sum(probabilities, axis=-1, keepdims=True)
+    return tf.math.log(tf.clip_by_value(p, epsilon, 1.0 - epsilon))
+
+
+def _sigmoid_probabilities_to_logits(probabilities):
+    """Keras's handling of sigmoid probabilities: clip to [ε, 1-ε], then the logit."""
+    epsilon = keras.config.epsilon()
+    p = tf.clip_by_value(probabilities, epsilon, 1.0 - epsilon)
+    return tf.math.log(p) - tf.math.log1p(-p)
+
+
+def _attach_mask(loss, mask):
+    """Marks ignored rows the way Keras's own sparse cross-entropy does, so the reduction averages
+    over the remaining rows."""
+    try:
+        from keras.src.backend import set_keras_mask
+    except ImportError:  # pragma: no cover - older/newer Keras layouts
+        loss._keras_mask = mask
+    else:
+        set_keras_mask(loss, mask)
+    return loss
+
+
+class _FocalLoss(keras.losses.Loss):
+    """Arguments and config shared by the three classes."""
+
+    def __init__(self, gamma, alpha, from_logits, label_smoothing, reduction, name, dtype):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        _checks.check_gamma(gamma)
+        _checks.check_label_smoothing(label_smoothing)
+        self.gamma = float(gamma)
+        self.alpha = _alpha_config(alpha)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(gamma=self.gamma, alpha=self.alpha, from_logits=self.from_logits,
+                      label_smoothing=self.label_smoothing)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SparseCategoricalFocalLoss(_FocalLoss):
+    """Softmax focal loss with integer labels (``[N]``, ``[N, 1]`` or float-typed, as Keras
+    pipelines deliver them) and predictions ``[N, C]`` (logits or probabilities).
+
+    Args:
+      gamma: focusing parameter γ >= 0.
+      alpha: None, a float, or a length-C vector of class weights.
+      from_logits: whether ``y_pred`` holds logits (else probabilities, handled as Keras does).
+      epsilon: None/0 for the exact log-softmax, or the clip of the classic formula.
+      label_smoothing: s in [0, 1]: y = (1-s)·onehot + s/C.
+      ignore_class: a label whose rows get loss 0 and are left out of the average.
+    """
+
+    def __init__(self, gamma=2.0, alpha=None, from_logits=False, epsilon=None, label_smoothing=0.0,
+                 ignore_class=None, reduction="sum_over_batch_size", name="sparse_categorical_focal_loss",
+                 dtype=None):
+        super().__init__(gamma, alpha, from_logits, label_smoothing, reduction, name, dtype)
+        self.epsilon = _checks.check_epsilon(epsilon) or None
+        _checks.check_ignore_class(ignore_class)
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+
+    def call(self, y_true, y_pred):
+        y_pred = tf.convert_to_tensor(y_pred)
+        y_true = tf.convert_to_tensor(y_true)
+        if y_true.shape.rank is not None and y_true.shape.rank == y_pred.shape.rank and y_true.shape[-1] == 1:
+            y_true = tf.squeeze(y_true, axis=-1)
+        if not y_true.dtype.is_integer:
+            y_true = tf.cast(y_true, tf.int64)
+        elif y_true.dtype not in (tf.int32, tf.int64):
+            y_true = tf.cast(y_true, tf.int64)
+        logits = y_pred if self.from_logits else _softmax_probabilities_to_logits(y_pred)
+        loss = ops.sparse_softmax_focal_loss(
+            y_true, logits, gamma=self.gamma, alpha=self.alpha, epsilon=self.epsilon,
+            label_smoothing=self.label_smoothing, ignore_class=self.ignore_class)
+        if self.ignore_class is not None:
+            _attach_mask(loss, tf.not_equal(y_true, tf.cast(self.ignore_class, y_true.dtype)))
+        return loss
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(epsilon=self.epsilon, ignore_class=self.ignore_class)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CategoricalFocalLoss(_FocalLoss):
+    """Softmax focal loss with one-hot or soft labels ``[N, C]`` (Keras
+    CategoricalFocalCrossentropy's formula; here alpha defaults to None, i.e. 1).
+
+    Args:
+      gamma, alpha, from_logits, epsilon: as in :class:`SparseCategoricalFocalLoss`.
+      label_smoothing: s in [0, 1]: y = y·(1-s) + s/C.
+    """
+
+    def __init__(self, gamma=2.0, alpha=None, from_logits=False, epsilon=None, label_smoothing=0.0,
+                 reduction="sum_over_batch_size", name="categorical_focal_loss", dtype=None):
+        super().__init__(gamma, alpha, from_logits, label_smoothing, reduction, name, dtype)
+        self.epsilon = _checks.check_epsilon(epsilon) or None
+
+    def call(self, y_true, y_pred):
+        y_pred = tf.convert_to_tensor(y_pred)
+        logits = y_pred if self.from_logits else _softmax_probabilities_to_logits(y_pred)
+        return ops.softmax_focal_loss(y_true, logits, gamma=self.gamma, alpha=self.alpha, epsilon=self.epsilon,
+                                      label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(epsilon=self.epsilon)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class BinaryFocalLoss(_FocalLoss):
+    """Sigmoid focal loss for binary and multi-label targets, averaged over the last axis as
+    Keras's BinaryFocalCrossentropy does. ``alpha`` set is Keras's ``apply_class_balancing=True``
+    with that alpha; it may also be a vector over the last axis (one α per label).
+
+    Args:
+      gamma: focusing parameter γ >= 0.
+      alpha: None (no class balancing), a float, or a vector over the last axis.
+      from_logits: whether ``y_pred`` holds logits (else probabilities, clipped as Keras does).
+      label_smoothing: s in [0, 1]: y = y·(1-s) + s/2.
+    """
+
+    def __init__(self, gamma=2.0, alpha=None, from_logits=False, label_smoothing=0.0,
+                 reduction="sum_over_batch_size", name="binary_focal_loss", dtype=None):
+        super().__init__(gamma, alpha, from_logits, label_smoothing, reduction, name, dtype)
+
+    def call(self, y_true, y_pred):
+        y_pred = tf.convert_to_tensor(y_pred)
+        logits = y_pred if self.from_logits else _sigmoid_probabilities_to_logits(y_pred)
+        loss = ops.sigmoid_focal_loss(y_true, logits, gamma=self.gamma, alpha=self.alpha,
+                                      label_smoothing=self.label_smoothing)
+        return tf.reduce_mean(loss, axis=-1)

@@ -1,0 +1,261 @@
+"""focal_op.softmax_focal_loss (dense labels) and focal_op.sigmoid_focal_loss against the pure-TF
+reference, float64 numeric gradients, the torchvision formula, Keras's focal losses and a
+50-digit mpmath oracle."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import TOLERANCE, random_labels, random_logits, value_and_gradient
+
+import focal_op
+import mp_oracle
+
+GAMMAS = [0.0, 0.5, 1.0, 2.0, 5.0]
+
+
+def _assert_close(actual, expected, dtype, what=""):
+    rtol, atol = TOLERANCE[dtype]
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def _soft_labels(rng, shape):
+    return rng.dirichlet(np.ones(shape[-1]), size=shape[:-1])
+
+
+def _binary_labels(rng, shape, soft):
+    return rng.uniform(size=shape) if soft else (rng.uniform(size=shape) < 0.3).astype(np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# dense softmax
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("epsilon", [None, 1e-3], ids=["exact", "clip"])
+@pytest.mark.parametrize("gamma", GAMMAS)
+def test_dense_softmax_matches_reference(gamma, epsilon, dtype, rng):
+    for shape in [(9, 2), (16, 10), (4, 1000), (2, 3, 4, 5)]:
+        logits = tf.constant(random_logits(rng, shape), dtype)
+        for alpha in (None, 0.25, rng.uniform(0.1, 1.0, shape[-1])):
+            for label_smoothing in (0.0, 0.1):
+                labels = _soft_labels(rng, shape)
+                kwargs = dict(gamma=gamma, alpha=alpha, epsilon=epsilon, label_smoothing=label_smoothing)
+                loss, grad = value_and_gradient(focal_op.softmax_focal_loss, labels, logits, **kwargs)
+                ref_loss, ref_grad = value_and_gradient(focal_op.reference.softmax_focal_loss, labels, logits,
+                                                        **kwargs)
+                assert loss.shape == shape[:-1] and loss.dtype == dtype.as_numpy_dtype
+                _assert_close(loss, ref_loss, dtype, f"loss {shape} {kwargs}")
+                _assert_close(grad, ref_grad, dtype, f"gradient {shape} {kwargs}")
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_one_hot_dense_equals_sparse(gamma, rng):
+    logits = tf.constant(random_logits(rng, (32, 10)))
+    labels = random_labels(rng, (32,), 10)
+    one_hot = tf.one_hot(labels, 10, dtype=tf.float64)
+    for kwargs in (dict(gamma=gamma), dict(gamma=gamma, alpha=rng.uniform(0.1, 1, 10), label_smoothing=0.2),
+                   dict(gamma=gamma, epsilon=1e-3)):
+        dense = value_and_gradient(focal_op.softmax_focal_loss, one_hot, logits, **kwargs)
+        sparse = value_and_gradient(focal_op.sparse_softmax_focal_loss, labels, logits, **kwargs)
+        for a, b in zip(dense, sparse):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_dense_softmax_matches_keras(gamma, from_logits, rng):
+    logits = random_logits(rng, (64, 10), dtype=np.float32)
+    labels = _soft_labels(rng, (64, 10)).astype(np.float32)
+    alpha = 0.25
+    y_pred = logits if from_logits else tf.nn.softmax(logits).numpy()
+    keras_loss = keras.losses.CategoricalFocalCrossentropy(alpha=alpha, gamma=gamma, from_logits=from_logits,
+                                                           label_smoothing=0.1, reduction=None)
+    expected = keras_loss(labels, y_pred)
+    fused = focal_op.losses.CategoricalFocalLoss(alpha=alpha, gamma=gamma, from_logits=from_logits,
+                                                 epsilon=keras.config.epsilon(), label_smoothing=0.1, reduction=None)
+    np.testing.assert_allclose(fused(labels, y_pred), expected, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [dict(gamma=g) for g in GAMMAS] + [
+    dict(gamma=0.3, alpha=[0.2, 0.5, 0.9, 0.4], label_smoothing=0.2), dict(gamma=1.5, epsilon=1e-3)], ids=str)
+def test_dense_softmax_float64_numeric_gradient(kwargs, rng):
+    logits = tf.constant(random_logits(rng, (3, 4), scale=1.5))
+    labels = tf.constant(_soft_labels(rng, (3, 4)))
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda z: tf.reduce_sum(focal_op.softmax_focal_loss(labels, z, **kwargs) * [1.0, 2.0, 3.0]), [logits],
+        delta=1e-6)
+    np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-6, atol=1e-8)
+
+
+# ---------------------------------------------------------------------------------------------
+# sigmoid
+
+def torchvision_sigmoid_focal_loss(labels, logits, gamma, alpha):
+    """torchvision.ops.sigmoid_focal_loss (reduction='none'), written out in float64 NumPy."""
+    x = np.asarray(logits, np.float64)
+    t = np.asarray(labels, np.float64)
+    p = 1.0 / (1.0 + np.exp(-x))
+    ce = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))  # binary_cross_entropy_with_logits
+    p_t = p * t + (1 - p) * (1 - t)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha is not None and alpha >= 0:
+        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
+    return loss
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("gamma", GAMMAS)
+def test_sigmoid_matches_reference(gamma, dtype, rng):
+    for shape in [(7,), (16, 10), (2, 3, 4)]:
+        logits = tf.constant(random_logits(rng, shape), dtype)
+        for alpha in (None, 0.25, rng.uniform(0.1, 0.9, shape[-1])):
+            for label_smoothing in (0.0, 0.1):
+                for soft in (False, True):
+                    labels = _binary_labels(rng, shape, soft)
+                    kwargs = dict(gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
+                    loss, grad = value_and_gradient(focal_op.sigmoid_focal_loss, labels, logits, **kwargs)
+                    ref_loss, ref_grad = value_and_gradient(focal_op.reference.sigmoid_focal_loss, labels, logits,
+                                                            **kwargs)
+                    assert loss.shape == shape and loss.dtype == dtype.as_numpy_dtype
+                    _assert_close(loss, ref_loss, dtype, f"loss {shape} soft={soft} {kwargs}")
+                    _assert_close(grad, ref_grad, dtype, f"gradient {shape} soft={soft} {kwargs}")
+
+
+@pytest.mark.parametrize("alpha", [None, 0.25, 0.9])
+@pytest.mark.parametrize("gamma", GAMMAS)
+def test_sigmoid_matches_torchvision_formula(gamma, alpha, rng):
+    logits = random_logits(rng, (32, 5))
+    labels = _binary_labels(rng, (32, 5), soft=False)
+    loss = focal_op.sigmoid_focal_loss(labels, logits, gamma=gamma, alpha=alpha)
+    np.testing.assert_allclose(loss, torchvision_sigmoid_focal_loss(labels, logits, gamma, alpha), rtol=1e-12,
+                               atol=1e-15)
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize("alpha", [None, 0.25])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_sigmoid_matches_keras(gamma, alpha, from_logits, rng):
+    logits = random_logits(rng, (64, 6), scale=2.0, dtype=np.float32)
+    labels = _binary_labels(rng, (64, 6), soft=False).astype(np.float32)
+    y_pred = logits if from_logits else tf.sigmoid(logits).numpy()
+    expected = keras.losses.binary_focal_crossentropy(
+        labels, y_pred, apply_class_balancing=alpha is not None, alpha=alpha or 0.25, gamma=gamma,
+        from_logits=from_logits, label_smoothing=0.1)
+    fused = focal_op.losses.BinaryFocalLoss(gamma=gamma, alpha=alpha, from_logits=from_logits, label_smoothing=0.1,
+                                            reduction=None)
+    np.testing.assert_allclose(fused(labels, y_pred), expected, rtol=2e-5, atol=1e-6)
+    direct = tf.reduce_mean(focal_op.sigmoid_focal_loss(labels, y_pred if from_logits else logits, gamma=gamma,
+                                                        alpha=alpha, label_smoothing=0.1), axis=-1)
+    np.testing.assert_allclose(direct, expected, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [dict(gamma=g) for g in GAMMAS] + [
+    dict(gamma=0.3, alpha=[0.2, 0.5, 0.9, 0.4], label_smoothing=0.2), dict(gamma=1.5, alpha=0.25)], ids=str)
+def test_sigmoid_float64_numeric_gradient(kwargs, rng):
+    logits = tf.constant(random_logits(rng, (3, 4), scale=2.0))
+    for soft in (False, True):
+        labels = tf.constant(_binary_labels(rng, (3, 4), soft))
+        theoretical, numerical = tf.test.compute_gradient(
+            lambda z: tf.reduce_sum(focal_op.sigmoid_focal_loss(labels, z, **kwargs) * tf.range(1.0, 5.0, dtype=tf.float64)),
+            [logits], delta=1e-6)
+        np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.25, 0.5, 2.0])
+def test_sigmoid_extreme_logits_match_high_precision_oracle(gamma):
+    logits = np.array([[100.0, -100.0, 1e4, -1e4, 30.0, -30.0, 0.0, 15.0]] * 2)
+    labels = np.array([[1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.3], [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.7]])
+    expected_loss, expected_grad = mp_oracle.sigmoid_focal(labels, logits, gamma, alpha=0.25)
+    for dtype, rtol in [(tf.float32, 1e-5), (tf.float64, 1e-10)]:
+        z = tf.constant(logits, dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            loss = focal_op.sigmoid_focal_loss(labels, z, gamma=gamma, alpha=0.25)
+        grad = tape.gradient(loss, z).numpy()
+        assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))
+        np.testing.assert_allclose(loss, expected_loss, rtol=rtol, atol=1e-30)
+        np.testing.assert_allclose(grad, expected_grad, rtol=rtol, atol=1e-30)
+
+
+@pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16])
+def test_16bit_dense_and_sigmoid(dtype, rng):
+    logits16 = tf.constant(random_logits(rng, (16, 10), dtype=np.float32), dtype)
+    for fn, labels in [(focal_op.softmax_focal_loss, _soft_labels(rng, (16, 10))),
+                       (focal_op.sigmoid_focal_loss, _binary_labels(rng, (16, 10), soft=False))]:
+        labels16 = tf.cast(labels, dtype)
+        loss = fn(labels16, logits16, gamma=0.5)
+        expected = fn(tf.cast(labels16, tf.float32), tf.cast(logits16, tf.float32), gamma=0.5)
+        assert loss.dtype == dtype
+        # float32 math, one rounding to the 16-bit output
+        np.testing.assert_array_equal(loss.numpy(), tf.cast(expected, dtype).numpy())
+
+
+def test_pybind_core_matches_tf_ops(rng):
+    from focal_op import _focal_core
+
+    logits = random_logits(rng, (5, 7), dtype=np.float32)
+    soft = _soft_labels(rng, (5, 7)).astype(np.float32)
+    binary = _binary_labels(rng, (5, 7), soft=False).astype(np.float32)
+    upstream_rows = rng.uniform(0.5, 1.5, 5).astype(np.float32)
+    upstream = rng.uniform(0.5, 1.5, (5, 7)).astype(np.float32)
+    z = tf.constant(logits)
+
+    kwargs = dict(gamma=0.7, alpha=0.3, epsilon=0.0, label_smoothing=0.1)
+    loss, stats = _focal_core.dense_softmax_forward(soft, logits, **kwargs)
+    grad = _focal_core.dense_softmax_backward(soft, logits, stats, upstream_rows, **kwargs)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        tf_loss = focal_op.softmax_focal_loss(soft, z, **kwargs)
+    np.testing.assert_array_equal(loss, tf_loss.numpy())
+    np.testing.assert_array_equal(grad, tape.gradient(tf_loss, z, output_gradients=upstream_rows).numpy())
+
+    kwargs = dict(gamma=0.7, alpha=np.linspace(0.1, 0.9, 7), label_smoothing=0.1)
+    loss = _focal_core.sigmoid_forward(binary, logits, **kwargs)
+    grad = _focal_core.sigmoid_backward(binary, logits, upstream, **kwargs)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        tf_loss = focal_op.sigmoid_focal_loss(binary, z, **kwargs)
+    np.testing.assert_array_equal(loss, tf_loss.numpy())
+    np.testing.assert_array_equal(grad, tape.gradient(tf_loss, z, output_gradients=upstream).numpy())
+
+
+def test_unknown_dims_and_empty_inputs(rng):
+    sig = tf.function(lambda y, z: focal_op.sigmoid_focal_loss(y, z, alpha=0.25),
+                      input_signature=[tf.TensorSpec(None, tf.float32)] * 2)
+    dense = tf.function(lambda y, z: focal_op.softmax_focal_loss(y, z),
+                        input_signature=[tf.TensorSpec([None, None], tf.float32)] * 2)
+    logits = random_logits(rng, (4, 3), dtype=np.float32)
+    labels = _soft_labels(rng, (4, 3)).astype(np.float32)
+    np.testing.assert_allclose(sig(labels, logits), focal_op.reference.sigmoid_focal_loss(labels, logits, alpha=0.25),
+                               rtol=1e-5)
+    np.testing.assert_allclose(dense(labels, logits), focal_op.reference.softmax_focal_loss(labels, logits),
+                               rtol=1e-5)
+    assert sig(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)).shape == (0, 3)
+    assert dense(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "call, error, pattern",
+    [
+        (lambda: focal_op.sigmoid_focal_loss(np.zeros((2, 3)), np.zeros((2, 3)), gamma=-1.0), ValueError, "gamma"),
+        (lambda: focal_op.sigmoid_focal_loss(np.zeros((2, 3)), np.zeros((2, 3)), alpha=[0.1, 0.2]), ValueError,
+         "one value per column"),
+        (lambda: focal_op.sigmoid_focal_loss(np.zeros((2, 2)), np.zeros((2, 3))), ValueError, "shape of logits"),
+        (lambda: focal_op.sigmoid_focal_loss(np.zeros((2, 3)), np.zeros((2, 3)), label_smoothing=2.0), ValueError,
+         "label_smoothing"),
+        (lambda: focal_op.softmax_focal_loss(np.zeros((2, 2)), np.zeros((2, 3))), ValueError, "shape of logits"),
+        (lambda: focal_op.softmax_focal_loss(np.zeros((2, 3)), np.zeros((2, 3)), alpha=[1.0]), ValueError,
+         "one weight per class"),
+        (lambda: focal_op.softmax_focal_loss(np.zeros((2, 3)), np.zeros((2, 3)), epsilon=0.7), ValueError, "epsilon"),
+    ],
+)
+def test_bad_inputs(call, error, pattern):
+    with pytest.raises(error, match=pattern):
+        call()
+
+
+def test_bad_alpha_at_run_time_is_an_op_error():
+    fn = tf.function(lambda y, z, a: focal_op.sigmoid_focal_loss(y, z, alpha=a),
+                     input_signature=[tf.TensorSpec(None, tf.float32)] * 2 + [tf.TensorSpec(None, tf.float64)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="alpha must be a scalar or a vector over the last axis"):
+        fn(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), np.ones(2))
