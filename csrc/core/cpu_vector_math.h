@@ -1,4 +1,5 @@
-// cpu_vector_math.h — branch-free float32 exp for the CPU row loops.
+// cpu_vector_math.h — branch-free float32 exp and log for the CPU loops, and VectorMath, the
+// math policy (see focal_math.h) the CPU kernels use.
 //
 // Written so the compiler vectorises the loops that call it (no branches, no library calls):
 // exp(x) = 2^n · e^r with n = round(x / ln 2), r = x - n ln 2 (two-part ln 2), and e^r by its
@@ -39,5 +40,63 @@ FOCAL_HD float exp_vectorizable(float x) {
 }
 
 FOCAL_HD double exp_vectorizable(double x) { return math_exp(x); }
+
+// log(x) = e·ln 2 + log(m), x = m·2^e with m in [sqrt(1/2), sqrt(2)); log(m) = 2 atanh(s),
+// s = (m-1)/(m+1), |s| <= 0.172, by its odd series to s^9 (truncation < 3e-9 relative).
+// Subnormals are scaled first; 0 gives -inf, negatives and NaN give NaN, inf gives inf.
+FOCAL_HD float log_vectorizable(float x) {
+  constexpr float kLn2Hi = 0.693359375f;
+  constexpr float kLn2Lo = -2.12194440e-4f;
+  const bool subnormal = x < 1.17549435e-38f;
+  const float scaled = subnormal ? x * 8388608.0f : x;  // · 2^23
+  const uint32_t bits = __builtin_bit_cast(uint32_t, scaled);
+  int32_t exponent = static_cast<int32_t>((bits >> 23) & 0xffu) - 127 - (subnormal ? 23 : 0);
+  float m = __builtin_bit_cast(float, (bits & 0x007fffffu) | 0x3f800000u);  // [1, 2)
+  const bool high = m > 1.41421356f;
+  m = high ? 0.5f * m : m;
+  exponent += high ? 1 : 0;
+  const float f = m - 1.0f;
+  const float s = f / (2.0f + f);
+  const float s2 = s * s;
+  float series = 1.0f / 9.0f;
+  series = series * s2 + 1.0f / 7.0f;
+  series = series * s2 + 1.0f / 5.0f;
+  series = series * s2 + 1.0f / 3.0f;
+  const float log_m = 2.0f * s + 2.0f * s * s2 * series;
+  const float e = static_cast<float>(exponent);
+  const float result = e * kLn2Hi + (log_m + e * kLn2Lo);
+  // special cases one comparison per select (combined masks defeat GCC's vectoriser)
+  float value = x == INFINITY ? INFINITY : result;
+  value = x == 0.0f ? -INFINITY : value;
+  value = x < 0.0f ? NAN : value;
+  return x != x ? x : value;
+}
+
+FOCAL_HD double log_vectorizable(double x) { return math_log(x); }
+
+// The CPU kernels' math policy: vectorisable float32 exp/log, libm for float64. pow(q, γ) for
+// q >= 0 as exp(γ log q) (γ = 0.5 by sqrt); focal_pow has already taken integer γ.
+struct VectorMath {
+  static constexpr bool kSelects = true;
+  template <typename Acc>
+  FOCAL_HD static Acc exp(Acc x) {
+    return exp_vectorizable(x);
+  }
+  template <typename Acc>
+  FOCAL_HD static Acc log(Acc x) {
+    return log_vectorizable(x);
+  }
+  FOCAL_HD static float pow(float q, float gamma) {
+    const float general = exp_vectorizable(gamma * log_vectorizable(q));
+    const float value = gamma == 0.5f ? __builtin_sqrtf(q) : general;
+    return q > 0.0f ? value : (gamma == 0.0f ? 1.0f : 0.0f);
+  }
+  FOCAL_HD static double pow(double q, double gamma) { return math_pow(q, gamma); }
+};
+
+// The same functions for one value at a time (a row's target class): branches skip work.
+struct ScalarMath : VectorMath {
+  static constexpr bool kSelects = false;
+};
 
 }  // namespace focal

@@ -47,6 +47,26 @@ FOCAL_HD double math_log1p(double x) { return ::log1p(x); }
 FOCAL_HD float math_pow(float x, float y) { return ::powf(x, y); }
 FOCAL_HD double math_pow(double x, double y) { return ::pow(x, y); }
 
+// The elementary functions the loss math calls, as a policy: LibmMath (the C library, and
+// CUDA's device functions) by default; the CPU kernels pass a vectorisable one. kSelects: write
+// data-dependent choices as selects (every candidate computed) for vectorised loops, rather
+// than as branches that skip work.
+struct LibmMath {
+  static constexpr bool kSelects = false;
+  template <typename Acc>
+  FOCAL_HD static Acc exp(Acc x) {
+    return math_exp(x);
+  }
+  template <typename Acc>
+  FOCAL_HD static Acc log(Acc x) {
+    return math_log(x);
+  }
+  template <typename Acc>
+  FOCAL_HD static Acc pow(Acc x, Acc y) {
+    return math_pow(x, y);
+  }
+};
+
 // ---------------------------------------------------------------------------------------------
 // 16-bit storage types. Logits of these types are computed in float32.
 struct float16_bits {
@@ -147,6 +167,7 @@ FOCAL_HD double class_alpha(const SoftmaxFocalParams& params, int64_t c) {
   return params.alpha_size == 1 ? params.alpha[0] : params.alpha[c];
 }
 
+
 // Per-row state the softmax forward hands to its backward: four values per row.
 constexpr int kSoftmaxRowStats = 4;
 template <typename Acc>
@@ -206,63 +227,83 @@ struct RowNormalizer {
 
 // log1p(x) for x >= 0 from one log: log(u) · x / (u - 1) with u = 1 + x is accurate to a few
 // ulp (the rounding of u cancels in the ratio) and much cheaper than libm's log1p on the CPU.
-template <typename Acc>
+template <typename Math = LibmMath, typename Acc>
 FOCAL_HD Acc log1p_nonnegative(Acc x) {
   const Acc u = Acc(1) + x;
-  if (u == Acc(1)) return x;
-  if (u == INFINITY) return u;
-  return math_log(u) * (x / (u - Acc(1)));
+  const Acc ratio = u == Acc(1) ? Acc(1) : x / (u - Acc(1));  // selects, no branches: vectorisable
+  const Acc result = Math::log(u) * ratio;
+  return u == Acc(1) ? x : (u == Acc(INFINITY) ? u : result);
 }
 
-template <typename Acc>
+template <typename Math = LibmMath, typename Acc>
 FOCAL_HD RowNormalizer<Acc> row_normalizer(Acc max_logit, Acc sum_others) {
-  return {max_logit, sum_others, Acc(1) / (Acc(1) + sum_others), log1p_nonnegative(sum_others)};
+  return {max_logit, sum_others, Acc(1) / (Acc(1) + sum_others), log1p_nonnegative<Math>(sum_others)};
 }
 
-template <typename Acc>
+template <typename Math = LibmMath, typename Acc>
 FOCAL_HD ClassProbability<Acc> class_probability(Acc z, const RowNormalizer<Acc>& row) {
+  const bool argmax = z == row.max_logit;
+  const Acc p_other = Math::exp(z - row.max_logit) * row.inv_denom;
   ClassProbability<Acc> r;
-  if (z == row.max_logit) {
-    r.p = row.inv_denom;
-    r.q = row.sum_others * row.inv_denom;
-    r.log_p = -row.log_denom;
-  } else {
-    r.p = math_exp(z - row.max_logit) * row.inv_denom;
-    r.q = Acc(1) - r.p;
-    r.log_p = (z - row.max_logit) - row.log_denom;
-  }
+  r.p = argmax ? row.inv_denom : p_other;
+  r.q = argmax ? row.sum_others * row.inv_denom : Acc(1) - p_other;
+  r.log_p = argmax ? -row.log_denom : (z - row.max_logit) - row.log_denom;
   return r;
 }
 
-// q^γ, with the common integer γ by multiplication. pow(0, 0) == 1: γ = 0 is cross-entropy.
-template <typename Acc>
+// q^γ, with the common integer γ exact by multiplication. pow(0, 0) == 1: γ = 0 is
+// cross-entropy.
+template <typename Math = LibmMath, typename Acc>
 FOCAL_HD Acc focal_pow(Acc q, Acc gamma) {
-  if (gamma == Acc(0)) return Acc(1);
-  if (gamma == Acc(1)) return q;
-  if (gamma == Acc(2)) return q * q;
-  return math_pow(q, gamma);
+  const Acc q2 = q * q;
+  if constexpr (Math::kSelects) {
+    const Acc general = Math::pow(q, gamma);
+    return gamma == Acc(0)   ? Acc(1)
+           : gamma == Acc(1) ? q
+           : gamma == Acc(2) ? q2
+           : gamma == Acc(3) ? q2 * q
+           : gamma == Acc(4) ? q2 * q2
+                             : general;
+  } else {
+    if (gamma == Acc(0)) return Acc(1);
+    if (gamma == Acc(1)) return q;
+    if (gamma == Acc(2)) return q2;
+    if (gamma == Acc(3)) return q2 * q;
+    if (gamma == Acc(4)) return q2 * q2;
+    return Math::pow(q, gamma);
+  }
 }
 
 // Focal term of one class and p · its derivative w.r.t. p. Clip mode (epsilon > 0) follows
-// tf.clip_by_value: p strictly outside [ε, 1-ε] is clipped and passes no gradient.
+// tf.clip_by_value: p strictly outside [ε, 1-ε] is clipped and passes no gradient; the classic
+// formula's 1 - p by subtraction is kept there. Branch-free (selects) for vectorisation.
 template <typename Acc>
 struct FocalTerm {
   Acc loss;  // q^γ · (-log p)
   Acc h;     // p · d loss / d p
 };
 
-template <typename Acc>
+template <typename Math = LibmMath, typename Acc>
 FOCAL_HD FocalTerm<Acc> focal_term(ClassProbability<Acc> prob, Acc gamma, Acc epsilon) {
-  if (epsilon > Acc(0)) {
-    // the seed formula, operation for operation: clip p, then 1 - p by subtraction
-    const Acc upper = Acc(1) - epsilon;
-    if (prob.p < epsilon) return {math_pow(Acc(1) - epsilon, gamma) * -math_log(epsilon), Acc(0)};
-    if (prob.p > upper) return {math_pow(Acc(1) - upper, gamma) * -math_log(upper), Acc(0)};
-    prob.q = Acc(1) - prob.p;
+  // one comparison per select: combined masks defeat GCC's vectoriser. With epsilon = 0 the
+  // clip to [0, 1] changes nothing.
+  const bool clip_mode = epsilon > Acc(0);
+  const Acc upper = Acc(1) - epsilon;
+  Acc p = prob.p < epsilon ? epsilon : prob.p;
+  p = p > upper ? upper : p;
+  const bool clipped = p != prob.p;
+  Acc log_p = prob.log_p;
+  if constexpr (Math::kSelects) {
+    const Acc clipped_log_p = Math::log(p);
+    log_p = clipped ? clipped_log_p : log_p;
+  } else if (clipped) {
+    log_p = Math::log(p);
   }
-  const Acc q_pow = focal_pow(prob.q, gamma);
-  const Acc p_log_p_over_q = prob.q > Acc(0) ? prob.p * prob.log_p / prob.q : Acc(-1);
-  return {q_pow * -prob.log_p, q_pow * (gamma * p_log_p_over_q - Acc(1))};
+  const Acc q = clip_mode ? Acc(1) - p : prob.q;
+  const Acc q_pow = focal_pow<Math>(q, gamma);
+  const Acc p_log_p_over_q = q > Acc(0) ? p * log_p / q : Acc(-1);
+  const Acc h = q_pow * (gamma * p_log_p_over_q - Acc(1));
+  return {q_pow * -log_p, clipped ? Acc(0) : h};
 }
 
 // Gradient of a softmax focal row w.r.t. logit j, given g_j and the row's split Σ g.
@@ -322,25 +363,32 @@ FOCAL_HD RowKind sparse_row_kind(Label label, int64_t classes, const SoftmaxFoca
 
 // Adds class c's contribution to a row's loss and to its split Σ g. Sum is the accumulator
 // type of the row's sums (double on the CPU, so long rows keep float32 accuracy).
-template <typename Acc, typename Sum>
+template <typename Math = LibmMath, typename Acc, typename Sum>
 FOCAL_HD void accumulate_class(Acc z, const RowNormalizer<Acc>& row, Acc label_weight, Acc alpha, Acc gamma,
                                Acc epsilon, Sum& loss, Sum& grad_weight_rest, Sum& grad_weight_argmax) {
-  const FocalTerm<Acc> term = focal_term(class_probability(z, row), gamma, epsilon);
+  const FocalTerm<Acc> term = focal_term<Math>(class_probability<Math>(z, row), gamma, epsilon);
   const Acc weight = label_weight * alpha;
   loss += static_cast<Sum>(weight * term.loss);
   const Sum g = static_cast<Sum>(weight * term.h);
-  if (z == row.max_logit) {
-    grad_weight_argmax += g;
-  } else {
-    grad_weight_rest += g;
-  }
+  const bool argmax = z == row.max_logit;
+  grad_weight_argmax += argmax ? g : Sum(0);
+  grad_weight_rest += argmax ? Sum(0) : g;
 }
 
 // g_j for the backward: zero where the label weight is zero (no pow/log spent there).
-template <typename Acc>
+template <typename Math = LibmMath, typename Acc>
 FOCAL_HD Acc class_grad_weight(ClassProbability<Acc> prob, Acc label_weight, Acc alpha, Acc gamma, Acc epsilon) {
-  if (label_weight == Acc(0)) return Acc(0);
-  return label_weight * alpha * focal_term(prob, gamma, epsilon).h;
+  return label_weight * alpha * focal_term<Math>(prob, gamma, epsilon).h;
+}
+
+// d loss / d z_c of one class of a softmax row (before the upstream gradient). A function of
+// scalars, so loops over classes keep no per-lane structs.
+template <typename Math = LibmMath, typename Acc>
+FOCAL_HD Acc softmax_class_gradient(Acc z, const RowNormalizer<Acc>& row, Acc label_weight, Acc alpha, Acc gamma,
+                                    Acc epsilon, const SoftmaxRowStats<Acc>& stats) {
+  const ClassProbability<Acc> prob = class_probability<Math>(z, row);
+  const Acc g = class_grad_weight<Math>(prob, label_weight, alpha, gamma, epsilon);
+  return softmax_logit_gradient(z, prob, g, stats);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -371,17 +419,17 @@ struct SigmoidFocalTerm {
   Acc dloss_dx;
 };
 
-template <typename Acc>
+template <typename Math = LibmMath, typename Acc>
 FOCAL_HD SigmoidFocalTerm<Acc> sigmoid_focal(Acc x, Acc y, bool has_alpha, Acc alpha, Acc gamma) {
-  const Acc e = math_exp(-(x < Acc(0) ? -x : x));  // exp(-|x|) in (0, 1]
+  const Acc e = Math::exp(-(x < Acc(0) ? -x : x));  // exp(-|x|) in (0, 1]
   const Acc inv = Acc(1) / (Acc(1) + e);
   const Acc p = x >= Acc(0) ? inv : e * inv;      // sigmoid(x)
   const Acc p_neg = x >= Acc(0) ? e * inv : inv;  // sigmoid(-x) = 1 - p
-  const Acc bce = (x > Acc(0) ? x * (Acc(1) - y) : -x * y) + log1p_nonnegative(e);
+  const Acc bce = (x > Acc(0) ? x * (Acc(1) - y) : -x * y) + log1p_nonnegative<Math>(e);
   const Acc q = y * p_neg + (Acc(1) - y) * p;
   const Acc r = q > Acc(0) ? p * p_neg / q : Acc(1);
   const Acc alpha_t = has_alpha ? y * alpha + (Acc(1) - y) * (Acc(1) - alpha) : Acc(1);
-  const Acc weight = alpha_t * focal_pow(q, gamma);
+  const Acc weight = alpha_t * focal_pow<Math>(q, gamma);
   const Acc p_minus_y = (Acc(1) - y) * p - y * p_neg;
   return {weight * bce, weight * (gamma * (Acc(1) - Acc(2) * y) * r * bce + p_minus_y)};
 }
