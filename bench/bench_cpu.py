@@ -1,10 +1,11 @@
-"""CPU benchmark: focal_op's fused sparse softmax focal loss against the pure-TF formula (eager,
-tf.function, XLA), Keras's CategoricalFocalCrossentropy and TF's own sparse softmax
-cross-entropy, forward and forward+backward, float32.
+"""CPU benchmark: focal_op's fused ops against their pure-TF formulas (eager, tf.function, XLA),
+Keras's focal losses and TF's own cross-entropies, forward and forward+backward, float32.
 
-    python bench/bench_cpu.py                 # the spec's four shapes
-    python bench/bench_cpu.py --quick         # smaller shapes, fewer repeats
-    python bench/bench_cpu.py --json out.json # also write the measurements
+Suites: sparse (integer labels), dense (one-hot labels) and sigmoid (multi-label).
+
+    python bench/bench_cpu.py                         # every suite, the spec's four shapes
+    python bench/bench_cpu.py --suite sparse --quick  # one suite, smaller shapes
+    python bench/bench_cpu.py --json-dir bench/results  # also write cpu_<suite>.json
 
 Every ratio is "that implementation's median time / focal_op's median time" from the same run.
 """
@@ -32,24 +33,61 @@ QUICK_SHAPES = [(8192, 10), (1024, 1000), (128, 32000), (32768, 21)]
 GAMMA, ALPHA = 2.0, 0.25
 
 
-def _keras_focal(labels, logits):
+def _keras_sparse_focal(labels, logits):
     one_hot = tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype)
     return keras.losses.categorical_focal_crossentropy(one_hot, logits, alpha=ALPHA, gamma=GAMMA, from_logits=True)
 
 
-def _implementations():
-    """name -> (per-example loss function, execution mode)."""
-    fused = lambda y, z: focal_op.sparse_softmax_focal_loss(y, z, gamma=GAMMA, alpha=ALPHA)  # noqa: E731
-    composite = lambda y, z: focal_op.reference.sparse_softmax_focal_loss(y, z, gamma=GAMMA, alpha=ALPHA)  # noqa: E731
+def _keras_dense_focal(labels, logits):
+    return keras.losses.categorical_focal_crossentropy(labels, logits, alpha=ALPHA, gamma=GAMMA, from_logits=True)
+
+
+def _keras_binary_focal(labels, logits):
+    return keras.losses.binary_focal_crossentropy(labels, logits, apply_class_balancing=True, alpha=ALPHA,
+                                                  gamma=GAMMA, from_logits=True)
+
+
+def _focal_params(fn):
+    return lambda y, z: fn(y, z, gamma=GAMMA, alpha=ALPHA)
+
+
+def _sigmoid_ce(labels, logits):
+    return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+def _implementations(suite):
+    """name -> (per-example loss function, execution mode) for a suite; the first is focal_op."""
+    if suite == "sparse":
+        fused = _focal_params(focal_op.sparse_softmax_focal_loss)
+        composite = _focal_params(focal_op.reference.sparse_softmax_focal_loss)
+        keras_focal, ce_name, ce = _keras_sparse_focal, "TF sparse softmax CE", tf.nn.sparse_softmax_cross_entropy_with_logits
+    elif suite == "dense":
+        fused = _focal_params(focal_op.softmax_focal_loss)
+        composite = _focal_params(focal_op.reference.softmax_focal_loss)
+        keras_focal, ce_name, ce = _keras_dense_focal, "TF softmax CE", tf.nn.softmax_cross_entropy_with_logits
+    else:
+        fused = _focal_params(focal_op.sigmoid_focal_loss)
+        composite = _focal_params(focal_op.reference.sigmoid_focal_loss)
+        keras_focal, ce_name, ce = _keras_binary_focal, "TF sigmoid CE", _sigmoid_ce
+    keras_name = {"sparse": "Keras CategoricalFocalCE", "dense": "Keras CategoricalFocalCE",
+                  "sigmoid": "Keras binary_focal_CE"}[suite]
     return {
         "focal_op fused": (fused, "function"),
         "pure-TF focal, eager": (composite, "eager"),
         "pure-TF focal, tf.function": (composite, "function"),
         "pure-TF focal, XLA": (composite, "xla"),
-        "Keras CategoricalFocalCE, XLA": (_keras_focal, "xla"),
-        "TF sparse softmax CE, tf.function": (tf.nn.sparse_softmax_cross_entropy_with_logits, "function"),
-        "TF sparse softmax CE, XLA": (tf.nn.sparse_softmax_cross_entropy_with_logits, "xla"),
+        f"{keras_name}, XLA": (keras_focal, "xla"),
+        f"{ce_name}, tf.function": (ce, "function"),
+        f"{ce_name}, XLA": (ce, "xla"),
     }
+
+
+def _labels(suite, rng, n, c):
+    if suite == "sparse":
+        return tf.constant(rng.integers(0, c, size=n), tf.int64)
+    if suite == "dense":
+        return tf.one_hot(rng.integers(0, c, size=n), c)
+    return tf.constant((rng.uniform(size=(n, c)) < 0.1).astype(np.float32))
 
 
 def _step(loss_fn, mode, with_backward):
@@ -99,31 +137,33 @@ def _timed_copy(src, dst):
     return time.perf_counter() - t0
 
 
-def run(shapes, repeats, min_seconds):
+def run(suite, shapes, repeats, min_seconds):
     rng = np.random.default_rng(0)
     rows_out = []
     for shape in shapes:
         n, c = shape
         logits = tf.constant(rng.standard_normal(shape, dtype=np.float32) * 3)
-        labels = tf.constant(rng.integers(0, c, size=n), tf.int64)
+        labels = _labels(suite, rng, n, c)
         measured = {}
-        for name, (loss_fn, mode) in _implementations().items():
+        for name, (loss_fn, mode) in _implementations(suite).items():
             if mode == "eager" and n * c > 40_000_000:
                 continue
             measured[name] = {
                 "forward_ms": 1e3 * _time(_step(loss_fn, mode, False), labels, logits, repeats, min_seconds),
                 "forward_backward_ms": 1e3 * _time(_step(loss_fn, mode, True), labels, logits, repeats, min_seconds),
             }
-            print(f"  {shape} {name}: {measured[name]}", file=sys.stderr, flush=True)
+            print(f"  {suite} {shape} {name}: {measured[name]}", file=sys.stderr, flush=True)
         rows_out.append({"shape": list(shape), "results": measured})
     return rows_out
 
 
-def print_table(rows, bandwidth):
+def print_table(suite, rows, bandwidth):
     fused = "focal_op fused"
-    print(f"\nfloat32, gamma={GAMMA}, alpha={ALPHA}; median ms; x = time / focal_op fused time (same run)")
-    print(f"copy bandwidth {bandwidth:.1f} GB/s; floor = bytes moved (fwd: logits read; fwd+bwd: logits read twice,"
-          " gradient written once) / copy bandwidth\n")
+    labels = {"sparse": "int64 labels", "dense": "one-hot float labels", "sigmoid": "0/1 float labels, 10% positive"}
+    print(f"\n## {suite}: float32 logits, {labels[suite]}, gamma={GAMMA}, alpha={ALPHA}")
+    print("median ms; x = time / focal_op fused time (same run)")
+    print(f"copy bandwidth {bandwidth:.1f} GB/s; floor = bytes moved (fwd: logits (and N x C labels) read;"
+          " fwd+bwd: read twice, gradient written once) / copy bandwidth\n")
     header = f"| {'shape':>13} | {'implementation':<34} | {'fwd ms':>8} | {'x':>6} | {'fwd+bwd ms':>10} | {'x':>6} |"
     print(header)
     print("|" + "|".join("-" * (len(col)) for col in header.split("|")[1:-1]) + "|")
@@ -136,28 +176,33 @@ def print_table(rows, bandwidth):
             print(f"| {str(shape):>13} | {name:<34} | {r['forward_ms']:8.2f} | {fx:6.2f} | "
                   f"{r['forward_backward_ms']:10.2f} | {bx:6.2f} |")
         nbytes = shape[0] * shape[1] * 4
-        floor_fwd = 1e3 * nbytes / (bandwidth * 1e9)
-        floor_fb = 1e3 * 3 * nbytes / (bandwidth * 1e9)
+        label_bytes = 0 if suite == "sparse" else nbytes  # dense and sigmoid labels are N x C too
+        floor_fwd = 1e3 * (nbytes + label_bytes) / (bandwidth * 1e9)
+        floor_fb = 1e3 * (3 * nbytes + 2 * label_bytes) / (bandwidth * 1e9)
         print(f"| {str(shape):>13} | {'bandwidth floor':<34} | {floor_fwd:8.2f} | {'':>6} | {floor_fb:10.2f} | {'':>6} |")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", action="append", choices=["sparse", "dense", "sigmoid"],
+                        help="run only these suites (repeatable); default: all")
     parser.add_argument("--quick", action="store_true", help="smaller shapes and fewer repeats")
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--json", help="write the measurements to this file")
+    parser.add_argument("--json-dir", help="write cpu_<suite>.json measurements into this folder")
     args = parser.parse_args()
     shapes = QUICK_SHAPES if args.quick else SHAPES
     repeats = args.repeats or (3 if args.quick else 7)
     min_seconds = 0.2 if args.quick else 1.0
     bandwidth = copy_bandwidth_gbps()
-    rows = run(shapes, repeats, min_seconds)
-    print_table(rows, bandwidth)
-    if args.json:
-        info = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                "tensorflow": tf.__version__, "copy_bandwidth_gbps": bandwidth, "rows": rows}
-        with open(args.json, "w") as f:
-            json.dump(info, f, indent=1)
+    for suite in args.suite or ["sparse", "dense", "sigmoid"]:
+        rows = run(suite, shapes, repeats, min_seconds)
+        print_table(suite, rows, bandwidth)
+        if args.json_dir:
+            info = {"suite": suite, "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                    "tensorflow": tf.__version__, "copy_bandwidth_gbps": bandwidth, "gamma": GAMMA, "alpha": ALPHA,
+                    "rows": rows}
+            with open(os.path.join(args.json_dir, f"cpu_{suite}.json"), "w") as f:
+                json.dump(info, f, indent=1)
 
 
 if __name__ == "__main__":
