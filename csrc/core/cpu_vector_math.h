@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "focal_math.h"
 
@@ -78,6 +79,8 @@ FOCAL_HD double log_vectorizable(double x) { return math_log(x); }
 // q >= 0 as exp(γ log q) (γ = 0.5 by sqrt); focal_pow has already taken integer γ.
 struct VectorMath {
   static constexpr bool kSelects = true;
+  static constexpr int kFixedGamma = -2;
+  static constexpr bool kMayClip = true;
   template <typename Acc>
   FOCAL_HD static Acc exp(Acc x) {
     return exp_vectorizable(x);
@@ -93,6 +96,28 @@ struct VectorMath {
   }
   FOCAL_HD static double pow(double q, double gamma) { return math_pow(q, gamma); }
 };
+
+// VectorMath with γ and the clip mode fixed at compile time, so a loop computes only what
+// they need (see LibmMath::kFixedGamma, kMayClip).
+template <int kGamma, bool kClip>
+struct FixedVectorMath : VectorMath {
+  static constexpr int kFixedGamma = kGamma;
+  static constexpr bool kMayClip = kClip;
+};
+
+// Calls body(FixedVectorMath<...>{}) for gamma and epsilon.
+template <typename Body>
+void with_fixed_vector_math(double gamma, double epsilon, Body&& body) {
+  auto for_clip = [&](auto clip) {
+    constexpr bool kClip = decltype(clip)::value;
+    if (gamma == 0.0) return body(FixedVectorMath<0, kClip>{});
+    if (gamma == 1.0) return body(FixedVectorMath<1, kClip>{});
+    if (gamma == 2.0) return body(FixedVectorMath<2, kClip>{});
+    return body(FixedVectorMath<-2, kClip>{});
+  };
+  if (epsilon > 0.0) return for_clip(std::true_type{});
+  return for_clip(std::false_type{});
+}
 
 // The same functions for one value at a time (a row's target class): branches skip work.
 struct ScalarMath : VectorMath {

@@ -53,6 +53,11 @@ FOCAL_HD double math_pow(double x, double y) { return ::pow(x, y); }
 // than as branches that skip work.
 struct LibmMath {
   static constexpr bool kSelects = false;
+  // Compile-time knowledge a kernel may pass in its policy: kFixedGamma 0, 1 or 2 (that integer
+  // γ), -1 (a non-integer γ: always pow), -2 (unknown: decided per call); kMayClip false when
+  // epsilon is known to be 0.
+  static constexpr int kFixedGamma = -2;
+  static constexpr bool kMayClip = true;
   template <typename Acc>
   FOCAL_HD static Acc exp(Acc x) {
     return math_exp(x);
@@ -256,7 +261,15 @@ FOCAL_HD ClassProbability<Acc> class_probability(Acc z, const RowNormalizer<Acc>
 template <typename Math = LibmMath, typename Acc>
 FOCAL_HD Acc focal_pow(Acc q, Acc gamma) {
   const Acc q2 = q * q;
-  if constexpr (Math::kSelects) {
+  if constexpr (Math::kFixedGamma == 0) {
+    return Acc(1);
+  } else if constexpr (Math::kFixedGamma == 1) {
+    return q;
+  } else if constexpr (Math::kFixedGamma == 2) {
+    return q2;
+  } else if constexpr (Math::kFixedGamma == -1) {
+    return Math::pow(q, gamma);
+  } else if constexpr (Math::kSelects) {
     const Acc general = Math::pow(q, gamma);
     return gamma == Acc(0)   ? Acc(1)
            : gamma == Acc(1) ? q
@@ -285,6 +298,11 @@ struct FocalTerm {
 
 template <typename Math = LibmMath, typename Acc>
 FOCAL_HD FocalTerm<Acc> focal_term(ClassProbability<Acc> prob, Acc gamma, Acc epsilon) {
+  if constexpr (!Math::kMayClip) {
+    const Acc q_pow = focal_pow<Math>(prob.q, gamma);
+    const Acc p_log_p_over_q = prob.q > Acc(0) ? prob.p * prob.log_p / prob.q : Acc(-1);
+    return {q_pow * -prob.log_p, q_pow * (gamma * p_log_p_over_q - Acc(1))};
+  }
   // one comparison per select: combined masks defeat GCC's vectoriser. With epsilon = 0 the
   // clip to [0, 1] changes nothing.
   const bool clip_mode = epsilon > Acc(0);

@@ -172,13 +172,31 @@ int64_t RowCost(int64_t classes, bool every_class) {
   return std::max<int64_t>(1, classes) * (every_class ? 60 : 20) + 100;
 }
 
-template <typename T, typename Label>
-class SparseSoftmaxFocalLossOp : public OpKernel {
+// The sparse ops' ignore_class attributes.
+class SparseSoftmaxKernel : public OpKernel {
  public:
-  explicit SparseSoftmaxFocalLossOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit SparseSoftmaxKernel(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("ignore_class", &ignore_class_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("has_ignore_class", &has_ignore_class_));
   }
+
+ protected:
+  int64_t ignore_class_ = 0;
+  bool has_ignore_class_ = false;
+};
+
+// The softmax forward ops' outputs: loss [batch] and row stats [batch, 4].
+absl::Status AllocateSoftmaxOutputs(OpKernelContext* ctx, const TensorShape& batch, Tensor** loss, Tensor** stats) {
+  TF_RETURN_IF_ERROR(ctx->allocate_output(0, batch, loss));
+  TensorShape stats_shape = batch;
+  stats_shape.AddDim(focal::kSoftmaxRowStats);
+  return ctx->allocate_output(1, stats_shape, stats);
+}
+
+template <typename T, typename Label>
+class SparseSoftmaxFocalLossOp : public SparseSoftmaxKernel {
+ public:
+  using SparseSoftmaxKernel::SparseSoftmaxKernel;
 
   void Compute(OpKernelContext* ctx) override {
     using Core = typename CoreType<T>::type;
@@ -190,10 +208,7 @@ class SparseSoftmaxFocalLossOp : public OpKernel {
     const Tensor& labels = ctx->input(0);
     Tensor* loss = nullptr;
     Tensor* stats = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, labels.shape(), &loss));
-    TensorShape stats_shape = labels.shape();
-    stats_shape.AddDim(focal::kSoftmaxRowStats);
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, stats_shape, &stats));
+    OP_REQUIRES_OK(ctx, AllocateSoftmaxOutputs(ctx, labels.shape(), &loss, &stats));
     if (rows == 0) return;
 
     const Core* logits_ptr = CorePtr<T>(ctx->input(1));
@@ -206,19 +221,12 @@ class SparseSoftmaxFocalLossOp : public OpKernel {
     });
     OP_REQUIRES(ctx, bad_row < 0, LabelOutOfRange<Label>(labels, bad_row, classes));
   }
-
- private:
-  int64_t ignore_class_ = 0;
-  bool has_ignore_class_ = false;
 };
 
 template <typename T, typename Label>
-class SparseSoftmaxFocalLossGradOp : public OpKernel {
+class SparseSoftmaxFocalLossGradOp : public SparseSoftmaxKernel {
  public:
-  explicit SparseSoftmaxFocalLossGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("ignore_class", &ignore_class_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("has_ignore_class", &has_ignore_class_));
-  }
+  using SparseSoftmaxKernel::SparseSoftmaxKernel;
 
   void Compute(OpKernelContext* ctx) override {
     using Core = typename CoreType<T>::type;
@@ -245,10 +253,6 @@ class SparseSoftmaxFocalLossGradOp : public OpKernel {
     });
     OP_REQUIRES(ctx, bad_row < 0, LabelOutOfRange<Label>(labels, bad_row, classes));
   }
-
- private:
-  int64_t ignore_class_ = 0;
-  bool has_ignore_class_ = false;
 };
 
 #define FOCAL_REGISTER_SPARSE_SOFTMAX_CPU(T, Label)                                                            \
@@ -279,10 +283,7 @@ class SoftmaxFocalLossOp : public OpKernel {
     batch.RemoveLastDims(1);
     Tensor* loss = nullptr;
     Tensor* stats = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, batch, &loss));
-    TensorShape stats_shape = batch;
-    stats_shape.AddDim(focal::kSoftmaxRowStats);
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, stats_shape, &stats));
+    OP_REQUIRES_OK(ctx, AllocateSoftmaxOutputs(ctx, batch, &loss, &stats));
     if (rows == 0) return;
     const Core* logits_ptr = CorePtr<T>(ctx->input(1));
     const Core* labels_ptr = CorePtr<T>(ctx->input(0));

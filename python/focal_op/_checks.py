@@ -77,38 +77,42 @@ def dense_labels_tensor(labels, logits: tf.Tensor) -> tf.Tensor:
     return labels
 
 
-def sigmoid_alpha_tensor(alpha, logits: tf.Tensor) -> tf.Tensor:
-    """Sigmoid alpha as float64: empty (None: α_t = 1), a scalar, or one value per last-axis column."""
+def _alpha(alpha, logits: tf.Tensor, if_none: tf.Tensor, axis_name: str, one_per: str) -> tf.Tensor:
+    """alpha as float64: ``if_none`` for None, a scalar for a float, else a vector checked
+    against the last axis of logits (``one_per`` formats the length in the error)."""
     if alpha is None:
-        return tf.zeros([0], tf.float64)
+        return if_none
     if _is_number(alpha):
         if not math.isfinite(alpha):
             raise ValueError(f"alpha must be finite; got {alpha!r}")
         return tf.constant(float(alpha), tf.float64)
     alpha = tf.cast(tf.convert_to_tensor(alpha), tf.float64)
     if alpha.shape.rank is not None and alpha.shape.rank > 1:
-        raise ValueError(f"alpha must be None, a float or a vector over the last axis; got shape {alpha.shape}")
-    columns = logits.shape[-1] if logits.shape.rank else None
-    if alpha.shape.rank == 1 and columns is not None and alpha.shape[0] is not None and alpha.shape[0] != columns:
-        raise ValueError(f"alpha must have one value per column of the last axis ({columns}); got length {alpha.shape[0]}")
+        raise ValueError(f"alpha must be None, a float or a vector over {axis_name}; got shape {alpha.shape}")
+    length = logits.shape[-1] if logits.shape.rank else None
+    if alpha.shape.rank == 1 and length is not None and alpha.shape[0] is not None and alpha.shape[0] != length:
+        raise ValueError(f"alpha must have one {one_per.format(length)}; got length {alpha.shape[0]}")
     return alpha
+
+
+def sigmoid_alpha_tensor(alpha, logits: tf.Tensor) -> tf.Tensor:
+    """Sigmoid alpha: empty (None: α_t = 1), a scalar, or one value per column of the last axis."""
+    return _alpha(alpha, logits, tf.zeros([0], tf.float64), "the last axis",
+                  "value per column of the last axis ({})")
 
 
 def alpha_tensor(alpha, logits: tf.Tensor) -> tf.Tensor:
-    """alpha as a float64 tensor: a scalar (None -> 1, a float -> every class) or [C]."""
-    if alpha is None:
-        return tf.constant(1.0, tf.float64)
-    if _is_number(alpha):
-        if not math.isfinite(alpha):
-            raise ValueError(f"alpha must be finite; got {alpha!r}")
-        return tf.constant(float(alpha), tf.float64)
-    alpha = tf.cast(tf.convert_to_tensor(alpha), tf.float64)
-    if alpha.shape.rank is not None and alpha.shape.rank > 1:
-        raise ValueError(f"alpha must be None, a float or a vector of length C; got shape {alpha.shape}")
-    classes = logits.shape[-1] if logits.shape.rank is not None else None
-    if alpha.shape.rank == 1 and classes is not None and alpha.shape[0] is not None and alpha.shape[0] != classes:
-        raise ValueError(f"alpha must have one weight per class (C = {classes}); got length {alpha.shape[0]}")
-    return alpha
+    """Softmax alpha: a scalar (None -> 1, a float -> every class) or one weight per class [C]."""
+    return _alpha(alpha, logits, tf.constant(1.0, tf.float64), "the classes", "weight per class (C = {})")
+
+
+def softmax_arguments(gamma, epsilon, label_smoothing) -> dict:
+    """Checks the softmax hyper-parameters; returns them as the ops' float64 inputs."""
+    check_gamma(gamma)
+    epsilon = check_epsilon(epsilon)
+    check_label_smoothing(label_smoothing)
+    return dict(gamma=float64_scalar(gamma), epsilon=float64_scalar(epsilon),
+                label_smoothing=float64_scalar(label_smoothing))
 
 
 def float64_scalar(value) -> tf.Tensor:

@@ -46,38 +46,29 @@ def sparse_softmax_focal_loss(
       ValueError / TypeError for bad arguments; tf.errors.InvalidArgumentError for a label
       outside [0, C) (CPU).
     """
-    _checks.check_gamma(gamma)
-    epsilon = _checks.check_epsilon(epsilon)
-    _checks.check_label_smoothing(label_smoothing)
+    arguments = _checks.softmax_arguments(gamma, epsilon, label_smoothing)
     _checks.check_ignore_class(ignore_class)
     with tf.name_scope(name or "sparse_softmax_focal_loss"):
         logits = _checks.logits_tensor(logits)
-        labels = _checks.sparse_labels_tensor(labels, logits)
-        alpha = _checks.alpha_tensor(alpha, logits)
         loss, _ = op_library().focal_op_sparse_softmax_focal_loss(
-            labels=labels,
+            labels=_checks.sparse_labels_tensor(labels, logits),
             logits=logits,
-            alpha=alpha,
-            gamma=_checks.float64_scalar(gamma),
-            epsilon=_checks.float64_scalar(epsilon),
-            label_smoothing=_checks.float64_scalar(label_smoothing),
+            alpha=_checks.alpha_tensor(alpha, logits),
             Tstats=_checks.compute_dtype(logits.dtype),
             ignore_class=0 if ignore_class is None else int(ignore_class),
             has_ignore_class=ignore_class is not None,
+            **arguments,
         )
         return loss
 
 
+_SOFTMAX_INPUTS = ("labels", "logits", "alpha", "gamma", "epsilon", "label_smoothing")
+
+
 @tf.RegisterGradient("FocalOp>SparseSoftmaxFocalLoss")
 def _sparse_softmax_focal_loss_grad(op, loss_grad, _row_stats_grad):
-    labels, logits, alpha, gamma, epsilon, label_smoothing = op.inputs
     logits_grad = op_library().focal_op_sparse_softmax_focal_loss_grad(
-        labels=labels,
-        logits=logits,
-        alpha=alpha,
-        gamma=gamma,
-        epsilon=epsilon,
-        label_smoothing=label_smoothing,
+        **dict(zip(_SOFTMAX_INPUTS, op.inputs)),
         row_stats=op.outputs[1],
         loss_grad=loss_grad,
         ignore_class=op.get_attr("ignore_class"),
@@ -100,21 +91,15 @@ def softmax_focal_loss(labels, logits, *, gamma=2.0, alpha=None, epsilon=None, l
     Returns:
       The loss, shape ``logits.shape[:-1]``, dtype of ``logits``.
     """
-    _checks.check_gamma(gamma)
-    epsilon = _checks.check_epsilon(epsilon)
-    _checks.check_label_smoothing(label_smoothing)
+    arguments = _checks.softmax_arguments(gamma, epsilon, label_smoothing)
     with tf.name_scope(name or "softmax_focal_loss"):
         logits = _checks.logits_tensor(logits)
-        labels = _checks.dense_labels_tensor(labels, logits)
-        alpha = _checks.alpha_tensor(alpha, logits)
         loss, _ = op_library().focal_op_softmax_focal_loss(
-            labels=labels,
+            labels=_checks.dense_labels_tensor(labels, logits),
             logits=logits,
-            alpha=alpha,
-            gamma=_checks.float64_scalar(gamma),
-            epsilon=_checks.float64_scalar(epsilon),
-            label_smoothing=_checks.float64_scalar(label_smoothing),
+            alpha=_checks.alpha_tensor(alpha, logits),
             Tstats=_checks.compute_dtype(logits.dtype),
+            **arguments,
         )
         return loss
 
@@ -153,16 +138,8 @@ def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing
 
 @tf.RegisterGradient("FocalOp>SoftmaxFocalLoss")
 def _softmax_focal_loss_grad(op, loss_grad, _row_stats_grad):
-    labels, logits, alpha, gamma, epsilon, label_smoothing = op.inputs
     logits_grad = op_library().focal_op_softmax_focal_loss_grad(
-        labels=labels,
-        logits=logits,
-        alpha=alpha,
-        gamma=gamma,
-        epsilon=epsilon,
-        label_smoothing=label_smoothing,
-        row_stats=op.outputs[1],
-        loss_grad=loss_grad,
+        **dict(zip(_SOFTMAX_INPUTS, op.inputs)), row_stats=op.outputs[1], loss_grad=loss_grad
     )
     return [None, logits_grad, None, None, None, None]
 

@@ -35,9 +35,8 @@ def sparse_softmax_focal_loss(
     name=None,
 ):
     """Pure-TF twin of :func:`focal_op.sparse_softmax_focal_loss`."""
-    _checks.check_gamma(gamma)
+    arguments = _checks.softmax_arguments(gamma, epsilon, label_smoothing)
     epsilon = _checks.check_epsilon(epsilon)
-    _checks.check_label_smoothing(label_smoothing)
     _checks.check_ignore_class(ignore_class)
     with tf.name_scope(name or "reference_sparse_softmax_focal_loss"):
         logits = _checks.logits_tensor(logits)
@@ -46,7 +45,7 @@ def sparse_softmax_focal_loss(
         dtype = _checks.compute_dtype(logits.dtype)
         z = tf.cast(logits, dtype)
         classes = tf.shape(z)[-1]
-        gamma = tf.cast(_checks.float64_scalar(gamma), dtype)
+        gamma = tf.cast(arguments["gamma"], dtype)
         alpha = _class_alpha(alpha, classes, dtype)
 
         if ignore_class is not None:
@@ -79,7 +78,7 @@ def sparse_softmax_focal_loss(
         if label_smoothing == 0.0:
             loss = per_class[..., 0]
         else:
-            s = tf.cast(_checks.float64_scalar(label_smoothing), dtype)
+            s = tf.cast(arguments["label_smoothing"], dtype)
             y = (1.0 - s) * tf.one_hot(labels, classes, dtype=dtype) + s / tf.cast(classes, dtype)
             loss = tf.reduce_sum(y * per_class, axis=-1)
 
@@ -90,9 +89,8 @@ def sparse_softmax_focal_loss(
 
 def softmax_focal_loss(labels, logits, *, gamma=2.0, alpha=None, epsilon=None, label_smoothing=0.0, name=None):
     """Pure-TF twin of :func:`focal_op.softmax_focal_loss` (dense or soft labels)."""
-    _checks.check_gamma(gamma)
+    arguments = _checks.softmax_arguments(gamma, epsilon, label_smoothing)
     epsilon = _checks.check_epsilon(epsilon)
-    _checks.check_label_smoothing(label_smoothing)
     with tf.name_scope(name or "reference_softmax_focal_loss"):
         logits = _checks.logits_tensor(logits)
         labels = _checks.dense_labels_tensor(labels, logits)
@@ -102,9 +100,9 @@ def softmax_focal_loss(labels, logits, *, gamma=2.0, alpha=None, epsilon=None, l
         y = tf.cast(labels, dtype)
         classes = tf.shape(z)[-1]
         alpha = _class_alpha(alpha, classes, dtype)
-        gamma = tf.cast(_checks.float64_scalar(gamma), dtype)
+        gamma = tf.cast(arguments["gamma"], dtype)
         if label_smoothing:
-            s = tf.cast(_checks.float64_scalar(label_smoothing), dtype)
+            s = tf.cast(arguments["label_smoothing"], dtype)
             y = y * (1.0 - s) + s / tf.cast(classes, dtype)
         if epsilon > 0.0:
             p = tf.clip_by_value(tf.nn.softmax(z, axis=-1), epsilon, 1.0 - epsilon)
