@@ -259,3 +259,21 @@ def test_bad_alpha_at_run_time_is_an_op_error():
                      input_signature=[tf.TensorSpec(None, tf.float32)] * 2 + [tf.TensorSpec(None, tf.float64)])
     with pytest.raises(tf.errors.InvalidArgumentError, match="alpha must be a scalar or a vector over the last axis"):
         fn(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), np.ones(2))
+
+
+@pytest.mark.parametrize("gamma, bound", [(0.0, 1e-6), (0.5, 1e-6), (2.0, 1e-6), (5.0, 2e-6), (1.7, 4e-6)])
+def test_float32_loss_is_close_to_float64(gamma, bound, rng):
+    """float32 losses against the same inputs evaluated in float64 (itself checked against the
+    reference at 1e-10 above); the bound grows with γ because 1 - p_t's error is multiplied by γ."""
+    for classes in (2, 10, 1000):
+        rows = max(4, 20000 // classes)
+        logits = (rng.standard_normal((rows, classes)) * 3).astype(np.float32)
+        labels = rng.integers(0, classes, rows)
+        soft = rng.dirichlet(np.ones(classes), rows).astype(np.float32)
+        binary = (rng.uniform(size=(rows, classes)) < 0.3).astype(np.float32)
+        for fn, y in [(focal_op.sparse_softmax_focal_loss, labels), (focal_op.softmax_focal_loss, soft),
+                      (focal_op.sigmoid_focal_loss, binary)]:
+            loss32 = fn(y, logits, gamma=gamma).numpy().astype(np.float64)
+            loss64 = fn(y if fn is focal_op.sparse_softmax_focal_loss else y.astype(np.float64),
+                        logits.astype(np.float64), gamma=gamma).numpy()
+            np.testing.assert_allclose(loss32, loss64, rtol=bound, atol=1e-37, err_msg=f"{fn.__name__} C={classes}")

@@ -221,6 +221,19 @@ struct ClassProbability {
   Acc log_p;
 };
 
+// exp(z - m) with the rounding of the difference compensated: z - m = hi + lo exactly
+// (TwoDiff), exp(hi + lo) ≈ exp(hi)·(1 + lo). The plain float32 difference can be off by half
+// an ulp of |z - m|, i.e. exp by |z - m|·6e-8 relative (1e-6 at z - m = -16).
+template <typename Math = LibmMath, typename Acc>
+FOCAL_HD Acc exp_of_difference(Acc z, Acc m) {
+  // Knuth's TwoSum of z and -m: hi + error is exactly z - m
+  const Acc hi = z - m;
+  const Acc bb = hi - z;
+  const Acc error = (z - (hi - bb)) + (-m - bb);
+  const Acc lo = error == error ? error : Acc(0);  // infinities (padding, -inf logits) give NaN: drop it
+  return Math::exp(hi) * (Acc(1) + lo);
+}
+
 // The per-row constants every class of a row shares.
 template <typename Acc>
 struct RowNormalizer {
@@ -248,7 +261,7 @@ FOCAL_HD RowNormalizer<Acc> row_normalizer(Acc max_logit, Acc sum_others) {
 template <typename Math = LibmMath, typename Acc>
 FOCAL_HD ClassProbability<Acc> class_probability(Acc z, const RowNormalizer<Acc>& row) {
   const bool argmax = z == row.max_logit;
-  const Acc p_other = Math::exp(z - row.max_logit) * row.inv_denom;
+  const Acc p_other = exp_of_difference<Math>(z, row.max_logit) * row.inv_denom;
   ClassProbability<Acc> r;
   r.p = argmax ? row.inv_denom : p_other;
   r.q = argmax ? row.sum_others * row.inv_denom : Acc(1) - p_other;
@@ -276,6 +289,7 @@ FOCAL_HD Acc focal_pow(Acc q, Acc gamma) {
            : gamma == Acc(2) ? q2
            : gamma == Acc(3) ? q2 * q
            : gamma == Acc(4) ? q2 * q2
+           : gamma == Acc(5) ? q2 * q2 * q
                              : general;
   } else {
     if (gamma == Acc(0)) return Acc(1);
@@ -283,6 +297,7 @@ FOCAL_HD Acc focal_pow(Acc q, Acc gamma) {
     if (gamma == Acc(2)) return q2;
     if (gamma == Acc(3)) return q2 * q;
     if (gamma == Acc(4)) return q2 * q2;
+    if (gamma == Acc(5)) return q2 * q2 * q;
     return Math::pow(q, gamma);
   }
 }
