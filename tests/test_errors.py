@@ -174,3 +174,27 @@ def test_every_cpu_instruction_set_gives_the_same_result(tmp_path):
         for key in results["generic"].files:
             np.testing.assert_allclose(results[isa][key], results["generic"][key], rtol=1e-5, atol=1e-7,
                                        err_msg=f"{isa} {key}")
+
+
+GUARD_SCRIPT = textwrap.dedent(
+    """
+    import os
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import focal_op
+    from focal_op import _build_info
+    _build_info.TF_VERSION = "1.0.0"  # as if built against another TensorFlow
+    try:
+        focal_op.sparse_softmax_focal_loss([0], [[0.0, 1.0]])
+    except focal_op.FocalOpBuildError as err:
+        print("GUARD:", err)
+    """
+)
+
+
+def test_a_tensorflow_version_mismatch_is_one_clear_error():
+    done = subprocess.run([sys.executable, "-c", GUARD_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    line = [line for line in done.stdout.splitlines() if line.startswith("GUARD:")]
+    assert line, done.stdout + done.stderr
+    assert "built against TensorFlow 1.0.0" in line[0] and tf.__version__ in line[0]
+    assert "pip install --no-build-isolation" in line[0]

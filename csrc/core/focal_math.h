@@ -159,10 +159,10 @@ FOCAL_HD void store_from_acc(float v, bfloat16_bits* out) { *out = to_bfloat16(v
 // Parameters of the softmax losses, validated by the adapters before any kernel runs.
 struct SoftmaxFocalParams {
   double gamma = 2.0;
-  double epsilon = 0.0;          // 0: exact log-softmax; in (0, 0.5): clip p to [ε, 1-ε]
-  double label_smoothing = 0.0;  // sparse labels only: y = (1-s)·onehot + s/C
-  const double* alpha = nullptr; // nullptr: 1 for every class
-  int64_t alpha_size = 0;        // 1: one weight for every class; C: per class
+  double epsilon = 0.0;           // 0: exact log-softmax; in (0, 0.5): clip p to [ε, 1-ε]
+  double label_smoothing = 0.0;   // sparse labels only: y = (1-s)·onehot + s/C
+  const double* alpha = nullptr;  // nullptr: 1 for every class
+  int64_t alpha_size = 0;         // 1: one weight for every class; C: per class
   int64_t ignore_class = 0;
   bool has_ignore_class = false;
 };
@@ -171,7 +171,6 @@ FOCAL_HD double class_alpha(const SoftmaxFocalParams& params, int64_t c) {
   if (params.alpha == nullptr) return 1.0;
   return params.alpha_size == 1 ? params.alpha[0] : params.alpha[c];
 }
-
 
 // Per-row state the softmax forward hands to its backward: four values per row.
 constexpr int kSoftmaxRowStats = 4;

@@ -1,28 +1,27 @@
 // softmax_focal_cpu.cc — picks the CPU kernels' instruction set once, at first use, and
 // forwards each launcher to it.
+#include "softmax_focal_cpu.h"
+
 #include <cstdlib>
 #include <cstring>
 
-#include "softmax_focal_cpu.h"
-
 namespace focal {
 
-#define FOCAL_DECLARE_ISA_KERNELS(isa)                                                                        \
-  namespace isa {                                                                                             \
-  template <typename T, typename Label>                                                                       \
-  int64_t sparse_softmax_focal_forward(const T*, const Label*, int64_t, RowRange, const SoftmaxFocalParams&, \
-                                       T*, acc_t<T>*);                                                        \
-  template <typename T, typename Label>                                                                       \
-  int64_t sparse_softmax_focal_backward(const T*, const Label*, const acc_t<T>*, const T*, int64_t, RowRange, \
-                                        const SoftmaxFocalParams&, T*);                                       \
-  template <typename T>                                                                                       \
-  void dense_softmax_focal_forward(const T*, const T*, int64_t, RowRange, const SoftmaxFocalParams&, T*,      \
-                                   acc_t<T>*);                                                                \
-  template <typename T>                                                                                       \
-  void dense_softmax_focal_backward(const T*, const T*, const acc_t<T>*, const T*, int64_t, RowRange,         \
-                                    const SoftmaxFocalParams&, T*);                                           \
-  template <typename T>                                                                                       \
-  void sigmoid_focal_elements(const T*, const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, T*); \
+#define FOCAL_DECLARE_ISA_KERNELS(isa)                                                                               \
+  namespace isa {                                                                                                    \
+  template <typename T, typename Label>                                                                              \
+  int64_t sparse_softmax_focal_forward(const T*, const Label*, int64_t, RowRange, const SoftmaxFocalParams&, T*,     \
+                                       acc_t<T>*);                                                                   \
+  template <typename T, typename Label>                                                                              \
+  int64_t sparse_softmax_focal_backward(const T*, const Label*, const acc_t<T>*, const T*, int64_t, RowRange,        \
+                                        const SoftmaxFocalParams&, T*);                                              \
+  template <typename T>                                                                                              \
+  void dense_softmax_focal_forward(const T*, const T*, int64_t, RowRange, const SoftmaxFocalParams&, T*, acc_t<T>*); \
+  template <typename T>                                                                                              \
+  void dense_softmax_focal_backward(const T*, const T*, const acc_t<T>*, const T*, int64_t, RowRange,                \
+                                    const SoftmaxFocalParams&, T*);                                                  \
+  template <typename T>                                                                                              \
+  void sigmoid_focal_elements(const T*, const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, T*);       \
   }
 FOCAL_DECLARE_ISA_KERNELS(isa_generic)
 #if defined(FOCAL_OP_X86_DISPATCH)
@@ -79,17 +78,17 @@ constexpr int64_t kAvx512MinClasses = 128;
 // FOCAL_DISPATCH(function<targs>, use_avx512, args...): calls the kernel built for the active
 // instruction set; on an AVX-512 machine the AVX2 build unless use_avx512.
 #if defined(FOCAL_OP_X86_DISPATCH)
-#define FOCAL_DISPATCH(kernel, use_avx512, ...)     \
-  switch (active_isa()) {                           \
-    case Isa::kAvx512:                              \
-      if (!(use_avx512)) {                          \
-        return isa_avx2::kernel(__VA_ARGS__);       \
-      }                                             \
-      return isa_avx512::kernel(__VA_ARGS__);       \
-    case Isa::kAvx2:                                \
-      return isa_avx2::kernel(__VA_ARGS__);         \
-    default:                                        \
-      return isa_generic::kernel(__VA_ARGS__);      \
+#define FOCAL_DISPATCH(kernel, use_avx512, ...) \
+  switch (active_isa()) {                       \
+    case Isa::kAvx512:                          \
+      if (!(use_avx512)) {                      \
+        return isa_avx2::kernel(__VA_ARGS__);   \
+      }                                         \
+      return isa_avx512::kernel(__VA_ARGS__);   \
+    case Isa::kAvx2:                            \
+      return isa_avx2::kernel(__VA_ARGS__);     \
+    default:                                    \
+      return isa_generic::kernel(__VA_ARGS__);  \
   }
 #else
 #define FOCAL_DISPATCH(kernel, use_avx512, ...) return isa_generic::kernel(__VA_ARGS__);
@@ -98,54 +97,49 @@ constexpr int64_t kAvx512MinClasses = 128;
 template <typename T, typename Label>
 int64_t sparse_softmax_focal_forward_cpu(const T* logits, const Label* labels, int64_t classes, RowRange rows,
                                          const SoftmaxFocalParams& params, T* loss, acc_t<T>* row_stats) {
-  FOCAL_DISPATCH(sparse_softmax_focal_forward<T COMMA Label>, classes >= kAvx512MinClasses, logits, labels, classes, rows, params, loss,
-                 row_stats)
+  FOCAL_DISPATCH(sparse_softmax_focal_forward<T COMMA Label>, classes >= kAvx512MinClasses, logits, labels, classes,
+                 rows, params, loss, row_stats)
 }
 
 template <typename T, typename Label>
 int64_t sparse_softmax_focal_backward_cpu(const T* logits, const Label* labels, const acc_t<T>* row_stats,
                                           const T* loss_grad, int64_t classes, RowRange rows,
-                                          const SoftmaxFocalParams& params, T* logits_grad) {
-  FOCAL_DISPATCH(sparse_softmax_focal_backward<T COMMA Label>, classes >= kAvx512MinClasses, logits, labels, row_stats, loss_grad,
-                 classes, rows, params, logits_grad)
-}
-
-#define FOCAL_INSTANTIATE_SPARSE_SOFTMAX(T, Label)                                                           \
-  template int64_t sparse_softmax_focal_forward_cpu<T, Label>(const T*, const Label*, int64_t, RowRange,     \
-                                                              const SoftmaxFocalParams&, T*, acc_t<T>*);    \
-  template int64_t sparse_softmax_focal_backward_cpu<T, Label>(const T*, const Label*, const acc_t<T>*,      \
-                                                               const T*, int64_t, RowRange,                  \
-                                                               const SoftmaxFocalParams&, T*);
+                                          const SoftmaxFocalParams& params, T* logits_grad){
+    FOCAL_DISPATCH(sparse_softmax_focal_backward<T COMMA Label>, classes >= kAvx512MinClasses, logits, labels,
+                   row_stats, loss_grad, classes, rows, params, logits_grad)}
+#define FOCAL_INSTANTIATE_SPARSE_SOFTMAX(T, Label)                                                                \
+  template int64_t sparse_softmax_focal_forward_cpu<T, Label>(const T*, const Label*, int64_t, RowRange,          \
+                                                              const SoftmaxFocalParams&, T*, acc_t<T>*);          \
+  template int64_t sparse_softmax_focal_backward_cpu<T, Label>(const T*, const Label*, const acc_t<T>*, const T*, \
+                                                               int64_t, RowRange, const SoftmaxFocalParams&, T*);
 FOCAL_FOR_EACH_CPU_TYPE(FOCAL_INSTANTIATE_SPARSE_SOFTMAX)
 
-template <typename T>
-void dense_softmax_focal_forward_cpu(const T* logits, const T* labels, int64_t classes, RowRange rows,
-                                     const SoftmaxFocalParams& params, T* loss, acc_t<T>* row_stats) {
-  FOCAL_DISPATCH(dense_softmax_focal_forward<T>, classes >= kAvx512MinClasses, logits, labels, classes, rows, params, loss, row_stats)
+    template <typename T>
+    void dense_softmax_focal_forward_cpu(const T* logits, const T* labels, int64_t classes, RowRange rows,
+                                         const SoftmaxFocalParams& params, T* loss, acc_t<T>* row_stats) {
+  FOCAL_DISPATCH(dense_softmax_focal_forward<T>, classes >= kAvx512MinClasses, logits, labels, classes, rows, params,
+                 loss, row_stats)
 }
 
 template <typename T>
-void dense_softmax_focal_backward_cpu(const T* logits, const T* labels, const acc_t<T>* row_stats,
-                                      const T* loss_grad, int64_t classes, RowRange rows,
-                                      const SoftmaxFocalParams& params, T* logits_grad) {
-  FOCAL_DISPATCH(dense_softmax_focal_backward<T>, classes >= kAvx512MinClasses, logits, labels, row_stats, loss_grad, classes, rows,
-                 params, logits_grad)
+void dense_softmax_focal_backward_cpu(const T* logits, const T* labels, const acc_t<T>* row_stats, const T* loss_grad,
+                                      int64_t classes, RowRange rows, const SoftmaxFocalParams& params,
+                                      T* logits_grad) {
+  FOCAL_DISPATCH(dense_softmax_focal_backward<T>, classes >= kAvx512MinClasses, logits, labels, row_stats, loss_grad,
+                 classes, rows, params, logits_grad)
 }
 
 template <typename T>
 void sigmoid_focal_cpu(const T* logits, const T* labels, const T* loss_grad, int64_t columns, RowRange elements,
-                       const SigmoidFocalParams& params, T* out) {
-  FOCAL_DISPATCH(sigmoid_focal_elements<T>, true, logits, labels, loss_grad, columns,
-                 elements, params, out)
-}
+                       const SigmoidFocalParams& params, T* out){
+    FOCAL_DISPATCH(sigmoid_focal_elements<T>, true, logits, labels, loss_grad, columns, elements, params, out)}
 
-#define FOCAL_INSTANTIATE_ELEMENTWISE(T)                                                                        \
-  template void dense_softmax_focal_forward_cpu<T>(const T*, const T*, int64_t, RowRange,                        \
-                                                   const SoftmaxFocalParams&, T*, acc_t<T>*);                  \
-  template void dense_softmax_focal_backward_cpu<T>(const T*, const T*, const acc_t<T>*, const T*, int64_t,     \
-                                                    RowRange, const SoftmaxFocalParams&, T*);                   \
-  template void sigmoid_focal_cpu<T>(const T*, const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, \
-                                     T*);
+#define FOCAL_INSTANTIATE_ELEMENTWISE(T)                                                                              \
+  template void dense_softmax_focal_forward_cpu<T>(const T*, const T*, int64_t, RowRange, const SoftmaxFocalParams&,  \
+                                                   T*, acc_t<T>*);                                                    \
+  template void dense_softmax_focal_backward_cpu<T>(const T*, const T*, const acc_t<T>*, const T*, int64_t, RowRange, \
+                                                    const SoftmaxFocalParams&, T*);                                   \
+  template void sigmoid_focal_cpu<T>(const T*, const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, T*);
 FOCAL_FOR_EACH_CPU_FLOAT_TYPE(FOCAL_INSTANTIATE_ELEMENTWISE)
 
 }  // namespace focal

@@ -56,9 +56,8 @@ void dense_softmax_focal_forward_cpu(const T* logits, const T* labels, int64_t c
                                      const SoftmaxFocalParams& params, T* loss, acc_t<T>* row_stats);
 
 template <typename T>
-void dense_softmax_focal_backward_cpu(const T* logits, const T* labels, const acc_t<T>* row_stats,
-                                      const T* loss_grad, int64_t classes, RowRange rows,
-                                      const SoftmaxFocalParams& params, T* logits_grad);
+void dense_softmax_focal_backward_cpu(const T* logits, const T* labels, const acc_t<T>* row_stats, const T* loss_grad,
+                                      int64_t classes, RowRange rows, const SoftmaxFocalParams& params, T* logits_grad);
 
 // Sigmoid focal loss over elements [elements.begin, elements.end) of [rows, columns] logits and
 // labels (alpha per column). Forward: loss_grad = nullptr, out = loss. Backward: out = loss_grad

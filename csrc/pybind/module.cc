@@ -9,8 +9,8 @@
 #include <pybind11/stl.h>
 
 #include <optional>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "softmax_focal_cpu.h"
@@ -121,62 +121,62 @@ py::tuple sparse_softmax_forward(const py::array& labels, const py::array& logit
                                  std::optional<int64_t> ignore_class) {
   SoftmaxCall call = prepare_sparse_softmax(labels, logits, alpha, gamma, epsilon, label_smoothing, ignore_class);
   return dispatch_types(call.labels, call.logits, [&](auto logit_tag, auto label_tag) {
-      using T = decltype(logit_tag);
-      using Label = decltype(label_tag);
-      using Acc = focal::acc_t<T>;
-      py::array loss(call.logits.dtype(), call.batch_shape);
-      py::array_t<Acc> stats(with_stats_axis(call.batch_shape));
-      int64_t bad_row = -1;
-      {
-        py::gil_scoped_release release;
-        bad_row = focal::sparse_softmax_focal_forward_cpu(
-            static_cast<const T*>(call.logits.data()), static_cast<const Label*>(call.labels.data()), call.classes,
-            focal::RowRange{0, call.rows}, call.params, static_cast<T*>(loss.mutable_data()), stats.mutable_data());
-      }
-      if (bad_row >= 0) {
-        const int64_t value = static_cast<const Label*>(call.labels.data())[bad_row];
-        throw py::value_error(focal::label_out_of_range_error(value, bad_row, call.classes));
-      }
-      return py::tuple(py::make_tuple(loss, stats));
+    using T = decltype(logit_tag);
+    using Label = decltype(label_tag);
+    using Acc = focal::acc_t<T>;
+    py::array loss(call.logits.dtype(), call.batch_shape);
+    py::array_t<Acc> stats(with_stats_axis(call.batch_shape));
+    int64_t bad_row = -1;
+    {
+      py::gil_scoped_release release;
+      bad_row = focal::sparse_softmax_focal_forward_cpu(
+          static_cast<const T*>(call.logits.data()), static_cast<const Label*>(call.labels.data()), call.classes,
+          focal::RowRange{0, call.rows}, call.params, static_cast<T*>(loss.mutable_data()), stats.mutable_data());
+    }
+    if (bad_row >= 0) {
+      const int64_t value = static_cast<const Label*>(call.labels.data())[bad_row];
+      throw py::value_error(focal::label_out_of_range_error(value, bad_row, call.classes));
+    }
+    return py::tuple(py::make_tuple(loss, stats));
   });
 }
 
 py::array sparse_softmax_backward(const py::array& labels, const py::array& logits, const py::array& row_stats_in,
-                                  const py::array& loss_grad_in, const py::object& alpha, double gamma,
-                                  double epsilon, double label_smoothing, std::optional<int64_t> ignore_class) {
+                                  const py::array& loss_grad_in, const py::object& alpha, double gamma, double epsilon,
+                                  double label_smoothing, std::optional<int64_t> ignore_class) {
   SoftmaxCall call = prepare_sparse_softmax(labels, logits, alpha, gamma, epsilon, label_smoothing, ignore_class);
   return dispatch_types(call.labels, call.logits, [&](auto logit_tag, auto label_tag) {
-      using T = decltype(logit_tag);
-      using Label = decltype(label_tag);
-      using Acc = focal::acc_t<T>;
-      const auto stats = py::array_t<Acc, py::array::c_style>::ensure(row_stats_in);
-      if (!stats || stats.size() != call.rows * focal::kSoftmaxRowStats) {
-        throw py::value_error("row_stats must be the forward's row stats (shape batch + (4,), matching dtype)");
-      }
-      const py::array loss_grad = py::array::ensure(loss_grad_in, py::array::c_style);
-      if (!loss_grad || !loss_grad.dtype().is(call.logits.dtype()) || loss_grad.size() != call.rows) {
-        throw py::value_error("loss_grad must have the labels' shape and the logits' dtype");
-      }
-      py::array grad(call.logits.dtype(), std::vector<py::ssize_t>(call.logits.shape(),
-                                                                   call.logits.shape() + call.logits.ndim()));
-      int64_t bad_row = -1;
-      {
-        py::gil_scoped_release release;
-        bad_row = focal::sparse_softmax_focal_backward_cpu(
-            static_cast<const T*>(call.logits.data()), static_cast<const Label*>(call.labels.data()), stats.data(),
-            static_cast<const T*>(loss_grad.data()), call.classes, focal::RowRange{0, call.rows}, call.params,
-            static_cast<T*>(grad.mutable_data()));
-      }
-      if (bad_row >= 0) {
-        const int64_t value = static_cast<const Label*>(call.labels.data())[bad_row];
-        throw py::value_error(focal::label_out_of_range_error(value, bad_row, call.classes));
-      }
-      return py::array(grad);
+    using T = decltype(logit_tag);
+    using Label = decltype(label_tag);
+    using Acc = focal::acc_t<T>;
+    const auto stats = py::array_t<Acc, py::array::c_style>::ensure(row_stats_in);
+    if (!stats || stats.size() != call.rows * focal::kSoftmaxRowStats) {
+      throw py::value_error("row_stats must be the forward's row stats (shape batch + (4,), matching dtype)");
+    }
+    const py::array loss_grad = py::array::ensure(loss_grad_in, py::array::c_style);
+    if (!loss_grad || !loss_grad.dtype().is(call.logits.dtype()) || loss_grad.size() != call.rows) {
+      throw py::value_error("loss_grad must have the labels' shape and the logits' dtype");
+    }
+    py::array grad(call.logits.dtype(),
+                   std::vector<py::ssize_t>(call.logits.shape(), call.logits.shape() + call.logits.ndim()));
+    int64_t bad_row = -1;
+    {
+      py::gil_scoped_release release;
+      bad_row = focal::sparse_softmax_focal_backward_cpu(
+          static_cast<const T*>(call.logits.data()), static_cast<const Label*>(call.labels.data()), stats.data(),
+          static_cast<const T*>(loss_grad.data()), call.classes, focal::RowRange{0, call.rows}, call.params,
+          static_cast<T*>(grad.mutable_data()));
+    }
+    if (bad_row >= 0) {
+      const int64_t value = static_cast<const Label*>(call.labels.data())[bad_row];
+      throw py::value_error(focal::label_out_of_range_error(value, bad_row, call.classes));
+    }
+    return py::array(grad);
   });
 }
 
-focal::SoftmaxFocalParams dense_softmax_params(const py::array& logits, const std::vector<double>& alpha,
-                                               double gamma, double epsilon, double label_smoothing) {
+focal::SoftmaxFocalParams dense_softmax_params(const py::array& logits, const std::vector<double>& alpha, double gamma,
+                                               double epsilon, double label_smoothing) {
   if (logits.ndim() < 1) throw py::value_error("logits must have rank >= 1 ([..., C])");
   focal::SoftmaxFocalParams params;
   params.gamma = gamma;
@@ -235,10 +235,10 @@ py::array dense_softmax_backward(const py::array& labels_in, const py::array& lo
     py::array grad(logits.dtype(), shape_of(logits));
     {
       py::gil_scoped_release release;
-      focal::dense_softmax_focal_backward_cpu(
-          static_cast<const T*>(logits.data()), static_cast<const T*>(labels.data()), stats.data(),
-          static_cast<const T*>(loss_grad.data()), classes, focal::RowRange{0, rows}, params,
-          static_cast<T*>(grad.mutable_data()));
+      focal::dense_softmax_focal_backward_cpu(static_cast<const T*>(logits.data()),
+                                              static_cast<const T*>(labels.data()), stats.data(),
+                                              static_cast<const T*>(loss_grad.data()), classes,
+                                              focal::RowRange{0, rows}, params, static_cast<T*>(grad.mutable_data()));
     }
     return grad;
   });
@@ -270,8 +270,8 @@ py::array sigmoid_elementwise(const py::array& labels_in, const py::array& logit
     const T* loss_grad_ptr = loss_grad_in.is_none() ? nullptr : static_cast<const T*>(loss_grad.data());
     {
       py::gil_scoped_release release;
-      focal::sigmoid_focal_cpu(static_cast<const T*>(logits.data()), static_cast<const T*>(labels.data()), loss_grad_ptr,
-                               columns, focal::RowRange{0, static_cast<int64_t>(logits.size())}, params,
+      focal::sigmoid_focal_cpu(static_cast<const T*>(logits.data()), static_cast<const T*>(labels.data()),
+                               loss_grad_ptr, columns, focal::RowRange{0, static_cast<int64_t>(logits.size())}, params,
                                static_cast<T*>(out.mutable_data()));
     }
     return out;
@@ -286,10 +286,10 @@ PYBIND11_MODULE(_focal_core, m) {
         py::arg("alpha") = py::none(), py::arg("gamma") = 2.0, py::arg("epsilon") = 0.0,
         py::arg("label_smoothing") = 0.0, py::arg("ignore_class") = py::none(),
         "Sparse softmax focal loss forward: returns (loss, row_stats).");
-  m.def("sparse_softmax_backward", &sparse_softmax_backward, py::arg("labels"), py::arg("logits"),
-        py::arg("row_stats"), py::arg("loss_grad"), py::kw_only(), py::arg("alpha") = py::none(),
-        py::arg("gamma") = 2.0, py::arg("epsilon") = 0.0, py::arg("label_smoothing") = 0.0,
-        py::arg("ignore_class") = py::none(), "Sparse softmax focal loss gradient w.r.t. logits.");
+  m.def("sparse_softmax_backward", &sparse_softmax_backward, py::arg("labels"), py::arg("logits"), py::arg("row_stats"),
+        py::arg("loss_grad"), py::kw_only(), py::arg("alpha") = py::none(), py::arg("gamma") = 2.0,
+        py::arg("epsilon") = 0.0, py::arg("label_smoothing") = 0.0, py::arg("ignore_class") = py::none(),
+        "Sparse softmax focal loss gradient w.r.t. logits.");
   m.def("dense_softmax_forward", &dense_softmax_forward, py::arg("labels"), py::arg("logits"), py::kw_only(),
         py::arg("alpha") = py::none(), py::arg("gamma") = 2.0, py::arg("epsilon") = 0.0,
         py::arg("label_smoothing") = 0.0, "Dense-label softmax focal loss forward: returns (loss, row_stats).");
@@ -300,7 +300,9 @@ PYBIND11_MODULE(_focal_core, m) {
   m.def(
       "sigmoid_forward",
       [](const py::array& labels, const py::array& logits, const py::object& alpha, double gamma,
-         double label_smoothing) { return sigmoid_elementwise(labels, logits, py::none(), alpha, gamma, label_smoothing); },
+         double label_smoothing) {
+        return sigmoid_elementwise(labels, logits, py::none(), alpha, gamma, label_smoothing);
+      },
       py::arg("labels"), py::arg("logits"), py::kw_only(), py::arg("alpha") = py::none(), py::arg("gamma") = 2.0,
       py::arg("label_smoothing") = 0.0, "Elementwise sigmoid focal loss.");
   m.def(

@@ -6,12 +6,12 @@
 #include <limits>
 
 #include "softmax_focal_cpu.h"
-#include "validate.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/util/work_sharder.h"
+#include "validate.h"
 
 namespace focal_tf {
 namespace {
@@ -69,9 +69,10 @@ absl::Status ReadSoftmaxInputs(OpKernelContext* ctx, bool dense_labels, int64_t 
   TensorShape batch = logits.shape();
   batch.RemoveLastDims(1);
   if (labels.shape() != (dense_labels ? logits.shape() : batch)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        dense_labels ? "labels must have the shape of logits" : "labels must have the shape of logits without its last axis",
-        "; got labels ", labels.shape().DebugString(), " and logits ", logits.shape().DebugString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(dense_labels ? "labels must have the shape of logits"
+                                  : "labels must have the shape of logits without its last axis",
+                     "; got labels ", labels.shape().DebugString(), " and logits ", logits.shape().DebugString()));
   }
   *classes = logits.dim_size(logits.dims() - 1);
   *rows = batch.num_elements();
@@ -134,8 +135,8 @@ absl::Status CheckSoftmaxGradInputs(OpKernelContext* ctx, const TensorShape& bat
   TensorShape stats_shape = batch;
   stats_shape.AddDim(focal::kSoftmaxRowStats);
   if (stats.shape() != stats_shape) {
-    return absl::InvalidArgumentError(absl::StrCat("row_stats must have shape ", stats_shape.DebugString(), "; got ",
-                                                   stats.shape().DebugString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("row_stats must have shape ", stats_shape.DebugString(), "; got ", stats.shape().DebugString()));
   }
   if (loss_grad.shape() != batch) {
     return absl::InvalidArgumentError(absl::StrCat("loss_grad must have the shape of the loss ", batch.DebugString(),
@@ -203,7 +204,8 @@ class SparseSoftmaxFocalLossOp : public SparseSoftmaxKernel {
     using Acc = focal::acc_t<Core>;
     int64_t rows = 0, classes = 0;
     focal::SoftmaxFocalParams params;
-    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/false, ignore_class_, has_ignore_class_, &rows, &classes, &params));
+    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/false, ignore_class_, has_ignore_class_, &rows,
+                                          &classes, &params));
     OP_REQUIRES_OK(ctx, CheckStatsDtype<Acc>(ctx, ctx->expected_output_dtype(1)));
     const Tensor& labels = ctx->input(0);
     Tensor* loss = nullptr;
@@ -215,10 +217,11 @@ class SparseSoftmaxFocalLossOp : public SparseSoftmaxKernel {
     const Label* labels_ptr = labels.flat<Label>().data();
     Core* loss_ptr = CorePtr<T>(loss);
     Acc* stats_ptr = stats->flat<Acc>().data();
-    const int64_t bad_row = ShardRows(ctx, rows, RowCost(classes, params.label_smoothing > 0), [&](focal::RowRange range) {
-      return focal::sparse_softmax_focal_forward_cpu(logits_ptr, labels_ptr, classes, range, params, loss_ptr,
-                                                     stats_ptr);
-    });
+    const int64_t bad_row =
+        ShardRows(ctx, rows, RowCost(classes, params.label_smoothing > 0), [&](focal::RowRange range) {
+          return focal::sparse_softmax_focal_forward_cpu(logits_ptr, labels_ptr, classes, range, params, loss_ptr,
+                                                         stats_ptr);
+        });
     OP_REQUIRES(ctx, bad_row < 0, LabelOutOfRange<Label>(labels, bad_row, classes));
   }
 };
@@ -233,7 +236,8 @@ class SparseSoftmaxFocalLossGradOp : public SparseSoftmaxKernel {
     using Acc = focal::acc_t<Core>;
     int64_t rows = 0, classes = 0;
     focal::SoftmaxFocalParams params;
-    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/false, ignore_class_, has_ignore_class_, &rows, &classes, &params));
+    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/false, ignore_class_, has_ignore_class_, &rows,
+                                          &classes, &params));
     const Tensor& labels = ctx->input(0);
     const Tensor& stats = ctx->input(6);
     const Tensor& loss_grad = ctx->input(7);
@@ -247,24 +251,25 @@ class SparseSoftmaxFocalLossGradOp : public SparseSoftmaxKernel {
     const Acc* stats_ptr = stats.flat<Acc>().data();
     const Core* loss_grad_ptr = CorePtr<T>(loss_grad);
     Core* grad_ptr = CorePtr<T>(logits_grad);
-    const int64_t bad_row = ShardRows(ctx, rows, RowCost(classes, params.label_smoothing > 0), [&](focal::RowRange range) {
-      return focal::sparse_softmax_focal_backward_cpu(logits_ptr, labels_ptr, stats_ptr, loss_grad_ptr, classes,
-                                                      range, params, grad_ptr);
-    });
+    const int64_t bad_row =
+        ShardRows(ctx, rows, RowCost(classes, params.label_smoothing > 0), [&](focal::RowRange range) {
+          return focal::sparse_softmax_focal_backward_cpu(logits_ptr, labels_ptr, stats_ptr, loss_grad_ptr, classes,
+                                                          range, params, grad_ptr);
+        });
     OP_REQUIRES(ctx, bad_row < 0, LabelOutOfRange<Label>(labels, bad_row, classes));
   }
 };
 
-#define FOCAL_REGISTER_SPARSE_SOFTMAX_CPU(T, Label)                                                            \
-  REGISTER_KERNEL_BUILDER(Name("FocalOp>SparseSoftmaxFocalLoss")                                               \
-                              .Device(::tensorflow::DEVICE_CPU)                                                \
-                              .TypeConstraint<T>("T")                                                          \
-                              .TypeConstraint<Label>("Tlabels"),                                               \
-                          SparseSoftmaxFocalLossOp<T, Label>);                                                 \
-  REGISTER_KERNEL_BUILDER(Name("FocalOp>SparseSoftmaxFocalLossGrad")                                           \
-                              .Device(::tensorflow::DEVICE_CPU)                                                \
-                              .TypeConstraint<T>("T")                                                          \
-                              .TypeConstraint<Label>("Tlabels"),                                               \
+#define FOCAL_REGISTER_SPARSE_SOFTMAX_CPU(T, Label)                  \
+  REGISTER_KERNEL_BUILDER(Name("FocalOp>SparseSoftmaxFocalLoss")     \
+                              .Device(::tensorflow::DEVICE_CPU)      \
+                              .TypeConstraint<T>("T")                \
+                              .TypeConstraint<Label>("Tlabels"),     \
+                          SparseSoftmaxFocalLossOp<T, Label>);       \
+  REGISTER_KERNEL_BUILDER(Name("FocalOp>SparseSoftmaxFocalLossGrad") \
+                              .Device(::tensorflow::DEVICE_CPU)      \
+                              .TypeConstraint<T>("T")                \
+                              .TypeConstraint<Label>("Tlabels"),     \
                           SparseSoftmaxFocalLossGradOp<T, Label>);
 
 template <typename T>
@@ -361,16 +366,16 @@ class SigmoidFocalLossOp : public OpKernel {
   }
 };
 
-#define FOCAL_REGISTER_ELEMENTWISE_CPU(T)                                                                       \
+#define FOCAL_REGISTER_ELEMENTWISE_CPU(T)                                                                           \
   REGISTER_KERNEL_BUILDER(Name("FocalOp>SoftmaxFocalLoss").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-                          SoftmaxFocalLossOp<T>);                                                              \
-  REGISTER_KERNEL_BUILDER(                                                                                     \
-      Name("FocalOp>SoftmaxFocalLossGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),            \
-      SoftmaxFocalLossGradOp<T>);                                                                              \
+                          SoftmaxFocalLossOp<T>);                                                                   \
+  REGISTER_KERNEL_BUILDER(                                                                                          \
+      Name("FocalOp>SoftmaxFocalLossGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),                 \
+      SoftmaxFocalLossGradOp<T>);                                                                                   \
   REGISTER_KERNEL_BUILDER(Name("FocalOp>SigmoidFocalLoss").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-                          SigmoidFocalLossOp<T, false>);                                                       \
-  REGISTER_KERNEL_BUILDER(                                                                                     \
-      Name("FocalOp>SigmoidFocalLossGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),            \
+                          SigmoidFocalLossOp<T, false>);                                                            \
+  REGISTER_KERNEL_BUILDER(                                                                                          \
+      Name("FocalOp>SigmoidFocalLossGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),                 \
       SigmoidFocalLossOp<T, true>);
 
 FOCAL_REGISTER_ELEMENTWISE_CPU(Eigen::half)
@@ -378,7 +383,7 @@ FOCAL_REGISTER_ELEMENTWISE_CPU(Eigen::bfloat16)
 FOCAL_REGISTER_ELEMENTWISE_CPU(float)
 FOCAL_REGISTER_ELEMENTWISE_CPU(double)
 
-#define FOCAL_REGISTER_FOR_LABELS(T)              \
+#define FOCAL_REGISTER_FOR_LABELS(T)            \
   FOCAL_REGISTER_SPARSE_SOFTMAX_CPU(T, int32_t) \
   FOCAL_REGISTER_SPARSE_SOFTMAX_CPU(T, int64_t)
 

@@ -44,9 +44,9 @@ absl::Status MergeSparseSoftmaxShapes(InferenceContext* c, ShapeHandle* batch, D
   TF_RETURN_IF_ERROR(c->Subshape(logits, 0, -1, batch));
   *classes = c->Dim(logits, -1);
   if (!c->Merge(c->input(0), *batch, batch).ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("labels must have the shape of logits without its last axis; got labels ",
-                                                   c->DebugString(c->input(0)), " and logits ",
-                                                   c->DebugString(c->input(1))));
+    return absl::InvalidArgumentError(
+        absl::StrCat("labels must have the shape of logits without its last axis; got labels ",
+                     c->DebugString(c->input(0)), " and logits ", c->DebugString(c->input(1))));
   }
   return CheckAlphaAndScalars(c, *classes, 3, 5);
 }
@@ -116,15 +116,16 @@ absl::Status MergeSigmoidShapes(InferenceContext* c, ShapeHandle* logits) {
   }
   ShapeHandle alpha;
   if (!c->WithRankAtMost(c->input(2), 1, &alpha).ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "alpha must be a scalar or a vector over the last axis; got shape ", c->DebugString(c->input(2))));
+    return absl::InvalidArgumentError(
+        absl::StrCat("alpha must be a scalar or a vector over the last axis; got shape ", c->DebugString(c->input(2))));
   }
   if (c->RankKnown(alpha) && c->Rank(alpha) == 1 && c->ValueKnown(c->Dim(alpha, 0)) &&
       c->Value(c->Dim(alpha, 0)) != 0 && c->RankKnown(*logits)) {
     DimensionHandle merged;
     if (c->Rank(*logits) == 0 || !c->Merge(c->Dim(alpha, 0), c->Dim(*logits, -1), &merged).ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("alpha must have one value per column of the last axis; got alpha ",
-                                                     c->DebugString(alpha), " and logits ", c->DebugString(*logits)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("alpha must have one value per column of the last axis; got alpha ", c->DebugString(alpha),
+                       " and logits ", c->DebugString(*logits)));
     }
   }
   for (int i = 3; i <= 4; ++i) {
