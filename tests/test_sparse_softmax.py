@@ -235,3 +235,26 @@ def test_pybind_core_rejects_bad_labels():
         _focal_core.sparse_softmax_forward(np.array([0, 7]), np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError, match="gamma"):
         _focal_core.sparse_softmax_forward(np.array([0]), np.zeros((1, 3), np.float32), gamma=-1.0)
+
+
+@pytest.mark.parametrize("classes", [1, 2, 5, 16, 17, 32, 33])
+def test_short_rows_in_blocks_match_reference(classes, rng):
+    # short rows run 16 at a time; blocks with an ignored row, and the leftover rows, run one by one
+    rows = 16 * 3 + 5
+    logits = tf.constant(random_logits(rng, (rows, classes)))
+    labels = random_labels(rng, (rows,), classes)
+    labels[20] = -1
+    for gamma in (0.0, 0.5, 2.0, 1.7):
+        for kwargs in (dict(gamma=gamma, alpha=rng.uniform(0.1, 1, classes)), dict(gamma=gamma, epsilon=1e-3),
+                       dict(gamma=gamma, ignore_class=-1)):
+            y = labels if "ignore_class" in kwargs else np.where(labels < 0, 0, labels)
+            loss, grad = value_and_gradient(focal_op.sparse_softmax_focal_loss, y, logits, **kwargs)
+            ref_loss, ref_grad = value_and_gradient(focal_op.reference.sparse_softmax_focal_loss, y, logits, **kwargs)
+            _assert_close(loss, ref_loss, tf.float64, f"loss C={classes} {kwargs}")
+            if classes > 1:
+                _assert_close(grad, ref_grad, tf.float64, f"gradient C={classes} {kwargs}")
+            for dtype in (tf.float32,):
+                loss32, grad32 = value_and_gradient(focal_op.sparse_softmax_focal_loss, y, tf.cast(logits, dtype),
+                                                    **kwargs)
+                np.testing.assert_allclose(loss32, ref_loss, rtol=1e-5, atol=1e-6)
+                np.testing.assert_allclose(grad32, ref_grad if classes > 1 else 0 * grad32, rtol=1e-4, atol=1e-6)
