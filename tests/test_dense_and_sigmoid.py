@@ -277,3 +277,20 @@ def test_float32_loss_is_close_to_float64(gamma, bound, rng):
             loss64 = fn(y if fn is focal_op.sparse_softmax_focal_loss else y.astype(np.float64),
                         logits.astype(np.float64), gamma=gamma).numpy()
             np.testing.assert_allclose(loss32, loss64, rtol=bound, atol=1e-37, err_msg=f"{fn.__name__} C={classes}")
+
+
+@pytest.mark.parametrize("classes", [2, 5, 16, 17, 32, 33])
+def test_dense_short_rows_in_blocks_match_reference(classes, rng):
+    rows = 16 * 2 + 7  # two blocks of 16 rows and a remainder handled row by row
+    logits = tf.constant(random_logits(rng, (rows, classes)))
+    labels = _soft_labels(rng, (rows, classes))
+    for kwargs in (dict(gamma=2.0, alpha=rng.uniform(0.1, 1, classes)), dict(gamma=0.5, label_smoothing=0.1),
+                   dict(gamma=1.7, epsilon=1e-3)):
+        loss, grad = value_and_gradient(focal_op.softmax_focal_loss, labels, logits, **kwargs)
+        ref_loss, ref_grad = value_and_gradient(focal_op.reference.softmax_focal_loss, labels, logits, **kwargs)
+        _assert_close(loss, ref_loss, tf.float64, f"loss C={classes} {kwargs}")
+        _assert_close(grad, ref_grad, tf.float64, f"gradient C={classes} {kwargs}")
+        loss32, grad32 = value_and_gradient(focal_op.softmax_focal_loss, labels.astype(np.float32),
+                                            tf.cast(logits, tf.float32), **kwargs)
+        np.testing.assert_allclose(loss32, ref_loss, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(grad32, ref_grad, rtol=1e-4, atol=1e-6)
