@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "softmax_focal_cpu.h"
+#include "focal_cpu.h"
 #include "validate.h"
 
 namespace py = pybind11;

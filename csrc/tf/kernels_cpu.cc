@@ -5,7 +5,7 @@
 #include <cmath>
 #include <limits>
 
-#include "softmax_focal_cpu.h"
+#include "focal_cpu.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"

@@ -1,6 +1,6 @@
-// softmax_focal_cpu.cc — picks the CPU kernels' instruction set once, at first use, and
+// focal_cpu.cc — picks the CPU kernels' instruction set once, at first use, and
 // forwards each launcher to it.
-#include "softmax_focal_cpu.h"
+#include "focal_cpu.h"
 
 #include <cstdlib>
 #include <cstring>

@@ -1,4 +1,4 @@
-// softmax_focal_cpu.h — CPU launchers of the softmax focal losses (framework-free).
+// focal_cpu.h — CPU launchers of the focal losses (sparse and dense softmax, sigmoid), framework-free.
 //
 // Each launcher processes a contiguous range of rows, so a caller can split the batch over
 // its own thread pool (TensorFlow's CPU workers, or one thread from pybind11). The kernels are
