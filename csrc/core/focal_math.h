@@ -167,11 +167,6 @@ struct SoftmaxFocalParams {
   bool has_ignore_class = false;
 };
 
-FOCAL_HD double class_alpha(const SoftmaxFocalParams& params, int64_t c) {
-  if (params.alpha == nullptr) return 1.0;
-  return params.alpha_size == 1 ? params.alpha[0] : params.alpha[c];
-}
-
 // Per-row state the softmax forward hands to its backward: four values per row.
 constexpr int kSoftmaxRowStats = 4;
 template <typename Acc>
@@ -181,35 +176,6 @@ struct SoftmaxRowStats {
   Acc grad_weight_rest;    // Σ g_c over classes with z_c != max
   Acc grad_weight_argmax;  // Σ g_c over classes with z_c == max
 };
-
-// ---------------------------------------------------------------------------------------------
-// Online log-sum-exp in the (max, sum_others) form. Merging a single logit:
-template <typename Acc>
-struct RowLogSumExp {
-  Acc max_logit;
-  Acc sum_others;
-};
-
-template <typename Acc>
-FOCAL_HD RowLogSumExp<Acc> empty_logsumexp() {
-  return {-INFINITY, Acc(0)};
-}
-
-template <typename Acc>
-FOCAL_HD void merge_logsumexp(RowLogSumExp<Acc>& acc, RowLogSumExp<Acc> other) {
-  if (other.max_logit == -INFINITY && other.sum_others == Acc(0)) return;
-  if (acc.max_logit == -INFINITY && acc.sum_others == Acc(0)) {
-    acc = other;
-    return;
-  }
-  if (other.max_logit > acc.max_logit) {
-    acc.sum_others = other.sum_others + (acc.sum_others + Acc(1)) * math_exp(acc.max_logit - other.max_logit);
-    acc.max_logit = other.max_logit;
-  } else {
-    // NaN in either max lands here and poisons the sum: a NaN row stays NaN
-    acc.sum_others += (other.sum_others + Acc(1)) * math_exp(other.max_logit - acc.max_logit);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Probability of one class given its row's (max, sum_others).
@@ -351,6 +317,7 @@ FOCAL_HD Acc softmax_logit_gradient(Acc z, ClassProbability<Acc> prob, Acc g, co
 // Sparse labels: y_c = on·[c == target] + off, with off = s/C and on = 1 - s.
 template <typename Acc>
 struct SparseLabelWeights {
+  static constexpr bool kMayHaveSingleTarget = true;  // without smoothing only the target counts
   int64_t target;
   Acc on;
   Acc off;
@@ -367,13 +334,11 @@ FOCAL_HD SparseLabelWeights<Acc> sparse_label_weights(int64_t target, int64_t cl
 // Dense (one-hot or soft) labels y of one row, smoothed to y·(1-s) + s/C.
 template <typename Acc, typename T>
 struct DenseLabelWeights {
+  static constexpr bool kMayHaveSingleTarget = false;
   const T* y;
   Acc keep;
   Acc add;
-  int64_t target = -1;  // unused: dense rows have no single target
-  Acc on = Acc(0);
   FOCAL_HD Acc weight(int64_t c) const { return load_acc(y[c]) * keep + add; }
-  FOCAL_HD bool only_target() const { return false; }
 };
 
 template <typename Acc, typename T>
@@ -440,10 +405,6 @@ struct SigmoidFocalParams {
 };
 
 FOCAL_HD bool sigmoid_has_alpha(const SigmoidFocalParams& params) { return params.alpha != nullptr; }
-
-FOCAL_HD double column_alpha(const SigmoidFocalParams& params, int64_t column) {
-  return params.alpha_size == 1 ? params.alpha[0] : params.alpha[column];
-}
 
 template <typename Acc>
 struct SigmoidFocalTerm {

@@ -39,6 +39,42 @@ struct SoftmaxCall {
   std::vector<py::ssize_t> batch_shape;
 };
 
+// The softmax parameters of a call, checked (named ValueError); alpha must outlive them.
+focal::SoftmaxFocalParams checked_softmax_params(const std::vector<double>& alpha, double gamma, double epsilon,
+                                                 double label_smoothing, int64_t classes,
+                                                 const std::optional<int64_t>& ignore_class) {
+  focal::SoftmaxFocalParams params;
+  params.gamma = gamma;
+  params.epsilon = epsilon;
+  params.label_smoothing = label_smoothing;
+  params.alpha = alpha.empty() ? nullptr : alpha.data();
+  params.alpha_size = static_cast<int64_t>(alpha.size());
+  params.has_ignore_class = ignore_class.has_value();
+  params.ignore_class = ignore_class.value_or(0);
+  const std::string error = focal::softmax_params_error(params, classes);
+  if (!error.empty()) throw py::value_error(error);
+  return params;
+}
+
+// The forward's row stats handed to a backward: [rows, 4] of the accumulation type.
+template <typename Acc>
+py::array_t<Acc, py::array::c_style> checked_row_stats(const py::array& row_stats, int64_t rows) {
+  auto stats = py::array_t<Acc, py::array::c_style>::ensure(row_stats);
+  if (!stats || stats.size() != rows * focal::kSoftmaxRowStats) {
+    throw py::value_error("row_stats must be the forward's row stats (shape batch + (4,), matching dtype)");
+  }
+  return stats;
+}
+
+// The upstream gradient of a loss of `size` elements, in the logits' dtype.
+py::array checked_loss_grad(const py::array& loss_grad_in, const py::array& logits, int64_t size) {
+  py::array loss_grad = py::array::ensure(loss_grad_in, py::array::c_style);
+  if (!loss_grad || !loss_grad.dtype().is(logits.dtype()) || loss_grad.size() != size) {
+    throw py::value_error("loss_grad must have the loss's shape and the logits' dtype");
+  }
+  return loss_grad;
+}
+
 SoftmaxCall prepare_sparse_softmax(const py::array& labels_in, const py::array& logits_in, const py::object& alpha,
                                    double gamma, double epsilon, double label_smoothing,
                                    const std::optional<int64_t>& ignore_class) {
@@ -56,16 +92,16 @@ SoftmaxCall prepare_sparse_softmax(const py::array& labels_in, const py::array& 
   call.classes = call.logits.shape(rank - 1);
   call.rows = call.labels.size();
   call.alpha = alpha_values(alpha);
-  call.params.gamma = gamma;
-  call.params.epsilon = epsilon;
-  call.params.label_smoothing = label_smoothing;
-  call.params.alpha = call.alpha.empty() ? nullptr : call.alpha.data();
-  call.params.alpha_size = static_cast<int64_t>(call.alpha.size());
-  call.params.has_ignore_class = ignore_class.has_value();
-  call.params.ignore_class = ignore_class.value_or(0);
-  const std::string error = focal::softmax_params_error(call.params, call.classes);
-  if (!error.empty()) throw py::value_error(error);
+  call.params = checked_softmax_params(call.alpha, gamma, epsilon, label_smoothing, call.classes, ignore_class);
   return call;
+}
+
+// ValueError naming the label of the first out-of-range row a launcher reported.
+template <typename Label>
+void throw_if_label_out_of_range(const SoftmaxCall& call, int64_t bad_row) {
+  if (bad_row < 0) return;
+  const int64_t value = static_cast<const Label*>(call.labels.data())[bad_row];
+  throw py::value_error(focal::label_out_of_range_error(value, bad_row, call.classes));
 }
 
 std::string dtype_name(const py::array& a) { return py::str(a.dtype().attr("name")); }
@@ -133,10 +169,7 @@ py::tuple sparse_softmax_forward(const py::array& labels, const py::array& logit
           static_cast<const T*>(call.logits.data()), static_cast<const Label*>(call.labels.data()), call.classes,
           focal::RowRange{0, call.rows}, call.params, static_cast<T*>(loss.mutable_data()), stats.mutable_data());
     }
-    if (bad_row >= 0) {
-      const int64_t value = static_cast<const Label*>(call.labels.data())[bad_row];
-      throw py::value_error(focal::label_out_of_range_error(value, bad_row, call.classes));
-    }
+    throw_if_label_out_of_range<Label>(call, bad_row);
     return py::tuple(py::make_tuple(loss, stats));
   });
 }
@@ -149,14 +182,8 @@ py::array sparse_softmax_backward(const py::array& labels, const py::array& logi
     using T = decltype(logit_tag);
     using Label = decltype(label_tag);
     using Acc = focal::acc_t<T>;
-    const auto stats = py::array_t<Acc, py::array::c_style>::ensure(row_stats_in);
-    if (!stats || stats.size() != call.rows * focal::kSoftmaxRowStats) {
-      throw py::value_error("row_stats must be the forward's row stats (shape batch + (4,), matching dtype)");
-    }
-    const py::array loss_grad = py::array::ensure(loss_grad_in, py::array::c_style);
-    if (!loss_grad || !loss_grad.dtype().is(call.logits.dtype()) || loss_grad.size() != call.rows) {
-      throw py::value_error("loss_grad must have the labels' shape and the logits' dtype");
-    }
+    const auto stats = checked_row_stats<Acc>(row_stats_in, call.rows);
+    const py::array loss_grad = checked_loss_grad(loss_grad_in, call.logits, call.rows);
     py::array grad(call.logits.dtype(),
                    std::vector<py::ssize_t>(call.logits.shape(), call.logits.shape() + call.logits.ndim()));
     int64_t bad_row = -1;
@@ -167,37 +194,38 @@ py::array sparse_softmax_backward(const py::array& labels, const py::array& logi
           static_cast<const T*>(loss_grad.data()), call.classes, focal::RowRange{0, call.rows}, call.params,
           static_cast<T*>(grad.mutable_data()));
     }
-    if (bad_row >= 0) {
-      const int64_t value = static_cast<const Label*>(call.labels.data())[bad_row];
-      throw py::value_error(focal::label_out_of_range_error(value, bad_row, call.classes));
-    }
+    throw_if_label_out_of_range<Label>(call, bad_row);
     return py::array(grad);
   });
 }
 
-focal::SoftmaxFocalParams dense_softmax_params(const py::array& logits, const std::vector<double>& alpha, double gamma,
-                                               double epsilon, double label_smoothing) {
-  if (logits.ndim() < 1) throw py::value_error("logits must have rank >= 1 ([..., C])");
+// A dense softmax call's class count, row count (the batch's size, also when C = 0) and checked
+// parameters; alpha must outlive them.
+struct DenseSoftmaxCall {
+  int64_t classes;
+  int64_t rows;
   focal::SoftmaxFocalParams params;
-  params.gamma = gamma;
-  params.epsilon = epsilon;
-  params.label_smoothing = label_smoothing;
-  params.alpha = alpha.empty() ? nullptr : alpha.data();
-  params.alpha_size = static_cast<int64_t>(alpha.size());
-  const std::string error = focal::softmax_params_error(params, logits.shape(logits.ndim() - 1));
-  if (!error.empty()) throw py::value_error(error);
-  return params;
+};
+
+DenseSoftmaxCall prepare_dense_softmax(const py::array& logits, const std::vector<double>& alpha, double gamma,
+                                       double epsilon, double label_smoothing) {
+  if (logits.ndim() < 1) throw py::value_error("logits must have rank >= 1 ([..., C])");
+  const int64_t classes = logits.shape(logits.ndim() - 1);
+  int64_t rows = 1;
+  for (py::ssize_t d = 0; d + 1 < logits.ndim(); ++d) rows *= logits.shape(d);
+  return {classes, rows, checked_softmax_params(alpha, gamma, epsilon, label_smoothing, classes, std::nullopt)};
 }
 
 py::tuple dense_softmax_forward(const py::array& labels_in, const py::array& logits_in, const py::object& alpha_in,
                                 double gamma, double epsilon, double label_smoothing) {
   auto [labels, logits] = same_shape_arrays(labels_in, logits_in);
   const std::vector<double> alpha = alpha_values(alpha_in);
-  const focal::SoftmaxFocalParams params = dense_softmax_params(logits, alpha, gamma, epsilon, label_smoothing);
-  const int64_t classes = logits.shape(logits.ndim() - 1);
+  const DenseSoftmaxCall call = prepare_dense_softmax(logits, alpha, gamma, epsilon, label_smoothing);
+  const int64_t classes = call.classes;
+  const int64_t rows = call.rows;
+  const focal::SoftmaxFocalParams& params = call.params;
   std::vector<py::ssize_t> batch = shape_of(logits);
   batch.pop_back();
-  const int64_t rows = classes > 0 ? logits.size() / classes : 0;
   return dispatch_float_type(logits, [&](auto logit_tag) {
     using T = decltype(logit_tag);
     using Acc = focal::acc_t<T>;
@@ -218,20 +246,15 @@ py::array dense_softmax_backward(const py::array& labels_in, const py::array& lo
                                  double epsilon, double label_smoothing) {
   auto [labels, logits] = same_shape_arrays(labels_in, logits_in);
   const std::vector<double> alpha = alpha_values(alpha_in);
-  const focal::SoftmaxFocalParams params = dense_softmax_params(logits, alpha, gamma, epsilon, label_smoothing);
-  const int64_t classes = logits.shape(logits.ndim() - 1);
-  const int64_t rows = classes > 0 ? logits.size() / classes : 0;
+  const DenseSoftmaxCall call = prepare_dense_softmax(logits, alpha, gamma, epsilon, label_smoothing);
+  const int64_t classes = call.classes;
+  const int64_t rows = call.rows;
+  const focal::SoftmaxFocalParams& params = call.params;
   return dispatch_float_type(logits, [&](auto logit_tag) {
     using T = decltype(logit_tag);
     using Acc = focal::acc_t<T>;
-    const auto stats = py::array_t<Acc, py::array::c_style>::ensure(row_stats_in);
-    if (!stats || stats.size() != rows * focal::kSoftmaxRowStats) {
-      throw py::value_error("row_stats must be the forward's row stats (shape batch + (4,), matching dtype)");
-    }
-    const py::array loss_grad = py::array::ensure(loss_grad_in, py::array::c_style);
-    if (!loss_grad || !loss_grad.dtype().is(logits.dtype()) || loss_grad.size() != rows) {
-      throw py::value_error("loss_grad must have the loss's shape and the logits' dtype");
-    }
+    const auto stats = checked_row_stats<Acc>(row_stats_in, rows);
+    const py::array loss_grad = checked_loss_grad(loss_grad_in, logits, rows);
     py::array grad(logits.dtype(), shape_of(logits));
     {
       py::gil_scoped_release release;
@@ -259,10 +282,8 @@ py::array sigmoid_elementwise(const py::array& labels_in, const py::array& logit
   if (!error.empty()) throw py::value_error(error);
   py::array loss_grad;
   if (!loss_grad_in.is_none()) {
-    loss_grad = py::array::ensure(loss_grad_in, py::array::c_style);
-    if (!loss_grad || !loss_grad.dtype().is(logits.dtype()) || shape_of(loss_grad) != shape_of(logits)) {
-      throw py::value_error("loss_grad must have the logits' shape and dtype");
-    }
+    loss_grad = checked_loss_grad(loss_grad_in, logits, logits.size());
+    if (shape_of(loss_grad) != shape_of(logits)) throw py::value_error("loss_grad must have the logits' shape");
   }
   return dispatch_float_type(logits, [&](auto logit_tag) {
     using T = decltype(logit_tag);

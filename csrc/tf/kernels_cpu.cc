@@ -56,9 +56,10 @@ absl::Status ReadScalar(const Tensor& t, const char* name, double* value) {
 }
 
 // Checks shapes and hyper-parameters shared by the softmax forward and gradient ops. Sparse
-// labels have the logits' shape without the class axis; dense labels the logits' shape.
+// labels have the logits' shape without the class axis; dense labels the logits' shape. batch:
+// the logits' shape without the class axis (the loss's shape).
 absl::Status ReadSoftmaxInputs(OpKernelContext* ctx, bool dense_labels, int64_t ignore_class, bool has_ignore_class,
-                               int64_t* rows, int64_t* classes, focal::SoftmaxFocalParams* params) {
+                               TensorShape* batch, int64_t* classes, focal::SoftmaxFocalParams* params) {
   const Tensor& labels = ctx->input(0);
   const Tensor& logits = ctx->input(1);
   const Tensor& alpha = ctx->input(2);
@@ -66,16 +67,15 @@ absl::Status ReadSoftmaxInputs(OpKernelContext* ctx, bool dense_labels, int64_t 
     return absl::InvalidArgumentError(
         absl::StrCat("logits must have rank >= 1 ([..., C]); got shape ", logits.shape().DebugString()));
   }
-  TensorShape batch = logits.shape();
-  batch.RemoveLastDims(1);
-  if (labels.shape() != (dense_labels ? logits.shape() : batch)) {
+  *batch = logits.shape();
+  batch->RemoveLastDims(1);
+  if (labels.shape() != (dense_labels ? logits.shape() : *batch)) {
     return absl::InvalidArgumentError(
         absl::StrCat(dense_labels ? "labels must have the shape of logits"
                                   : "labels must have the shape of logits without its last axis",
                      "; got labels ", labels.shape().DebugString(), " and logits ", logits.shape().DebugString()));
   }
   *classes = logits.dim_size(logits.dims() - 1);
-  *rows = batch.num_elements();
   if (alpha.dims() > 1 || (alpha.dims() == 1 && alpha.dim_size(0) != *classes)) {
     return absl::InvalidArgumentError(absl::StrCat("alpha must be a scalar or a vector of length C = ", *classes,
                                                    "; got shape ", alpha.shape().DebugString()));
@@ -202,15 +202,17 @@ class SparseSoftmaxFocalLossOp : public SparseSoftmaxKernel {
   void Compute(OpKernelContext* ctx) override {
     using Core = typename CoreType<T>::type;
     using Acc = focal::acc_t<Core>;
-    int64_t rows = 0, classes = 0;
+    TensorShape batch;
+    int64_t classes = 0;
     focal::SoftmaxFocalParams params;
-    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/false, ignore_class_, has_ignore_class_, &rows,
+    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/false, ignore_class_, has_ignore_class_, &batch,
                                           &classes, &params));
     OP_REQUIRES_OK(ctx, CheckStatsDtype<Acc>(ctx, ctx->expected_output_dtype(1)));
     const Tensor& labels = ctx->input(0);
     Tensor* loss = nullptr;
     Tensor* stats = nullptr;
-    OP_REQUIRES_OK(ctx, AllocateSoftmaxOutputs(ctx, labels.shape(), &loss, &stats));
+    OP_REQUIRES_OK(ctx, AllocateSoftmaxOutputs(ctx, batch, &loss, &stats));
+    const int64_t rows = batch.num_elements();
     if (rows == 0) return;
 
     const Core* logits_ptr = CorePtr<T>(ctx->input(1));
@@ -234,16 +236,18 @@ class SparseSoftmaxFocalLossGradOp : public SparseSoftmaxKernel {
   void Compute(OpKernelContext* ctx) override {
     using Core = typename CoreType<T>::type;
     using Acc = focal::acc_t<Core>;
-    int64_t rows = 0, classes = 0;
+    TensorShape batch;
+    int64_t classes = 0;
     focal::SoftmaxFocalParams params;
-    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/false, ignore_class_, has_ignore_class_, &rows,
+    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/false, ignore_class_, has_ignore_class_, &batch,
                                           &classes, &params));
     const Tensor& labels = ctx->input(0);
     const Tensor& stats = ctx->input(6);
     const Tensor& loss_grad = ctx->input(7);
-    OP_REQUIRES_OK(ctx, CheckSoftmaxGradInputs<Acc>(ctx, labels.shape()));
+    OP_REQUIRES_OK(ctx, CheckSoftmaxGradInputs<Acc>(ctx, batch));
     Tensor* logits_grad = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(1).shape(), &logits_grad));
+    const int64_t rows = batch.num_elements();
     if (rows == 0 || classes == 0) return;
 
     const Core* logits_ptr = CorePtr<T>(ctx->input(1));
@@ -280,15 +284,15 @@ class SoftmaxFocalLossOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     using Core = typename CoreType<T>::type;
     using Acc = focal::acc_t<Core>;
-    int64_t rows = 0, classes = 0;
+    TensorShape batch;
+    int64_t classes = 0;
     focal::SoftmaxFocalParams params;
-    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, &rows, &classes, &params));
+    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, &batch, &classes, &params));
     OP_REQUIRES_OK(ctx, CheckStatsDtype<Acc>(ctx, ctx->expected_output_dtype(1)));
-    TensorShape batch = ctx->input(1).shape();
-    batch.RemoveLastDims(1);
     Tensor* loss = nullptr;
     Tensor* stats = nullptr;
     OP_REQUIRES_OK(ctx, AllocateSoftmaxOutputs(ctx, batch, &loss, &stats));
+    const int64_t rows = batch.num_elements();
     if (rows == 0) return;
     const Core* logits_ptr = CorePtr<T>(ctx->input(1));
     const Core* labels_ptr = CorePtr<T>(ctx->input(0));
@@ -309,14 +313,14 @@ class SoftmaxFocalLossGradOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     using Core = typename CoreType<T>::type;
     using Acc = focal::acc_t<Core>;
-    int64_t rows = 0, classes = 0;
+    TensorShape batch;
+    int64_t classes = 0;
     focal::SoftmaxFocalParams params;
-    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, &rows, &classes, &params));
-    TensorShape batch = ctx->input(1).shape();
-    batch.RemoveLastDims(1);
+    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, &batch, &classes, &params));
     OP_REQUIRES_OK(ctx, CheckSoftmaxGradInputs<Acc>(ctx, batch));
     Tensor* logits_grad = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(1).shape(), &logits_grad));
+    const int64_t rows = batch.num_elements();
     if (rows == 0 || classes == 0) return;
     const Core* logits_ptr = CorePtr<T>(ctx->input(1));
     const Core* labels_ptr = CorePtr<T>(ctx->input(0));

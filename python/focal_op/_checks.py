@@ -106,13 +106,18 @@ def alpha_tensor(alpha, logits: tf.Tensor) -> tf.Tensor:
     return _alpha(alpha, logits, tf.constant(1.0, tf.float64), "the classes", "weight per class (C = {})")
 
 
-def softmax_arguments(gamma, epsilon, label_smoothing) -> dict:
-    """Checks the softmax hyper-parameters; returns them as the ops' float64 inputs."""
+def focal_arguments(gamma, label_smoothing) -> dict:
+    """Checks gamma and label_smoothing; returns them as the ops' float64 inputs."""
     check_gamma(gamma)
-    epsilon = check_epsilon(epsilon)
     check_label_smoothing(label_smoothing)
-    return dict(gamma=float64_scalar(gamma), epsilon=float64_scalar(epsilon),
-                label_smoothing=float64_scalar(label_smoothing))
+    return dict(gamma=float64_scalar(gamma), label_smoothing=float64_scalar(label_smoothing))
+
+
+def softmax_arguments(gamma, epsilon, label_smoothing) -> dict:
+    """focal_arguments plus the checked epsilon (None -> 0), for the softmax ops."""
+    arguments = focal_arguments(gamma, label_smoothing)
+    arguments["epsilon"] = float64_scalar(check_epsilon(epsilon))
+    return arguments
 
 
 def float64_scalar(value) -> tf.Tensor:

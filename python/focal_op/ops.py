@@ -121,18 +121,14 @@ def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing
     Returns:
       The loss, elementwise: the logits' shape and dtype.
     """
-    _checks.check_gamma(gamma)
-    _checks.check_label_smoothing(label_smoothing)
+    arguments = _checks.focal_arguments(gamma, label_smoothing)
     with tf.name_scope(name or "sigmoid_focal_loss"):
         logits = _checks.logits_tensor(logits, min_rank=0)
-        labels = _checks.dense_labels_tensor(labels, logits)
-        alpha = _checks.sigmoid_alpha_tensor(alpha, logits)
         return op_library().focal_op_sigmoid_focal_loss(
-            labels=labels,
+            labels=_checks.dense_labels_tensor(labels, logits),
             logits=logits,
-            alpha=alpha,
-            gamma=_checks.float64_scalar(gamma),
-            label_smoothing=_checks.float64_scalar(label_smoothing),
+            alpha=_checks.sigmoid_alpha_tensor(alpha, logits),
+            **arguments,
         )
 
 

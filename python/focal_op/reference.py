@@ -116,8 +116,7 @@ def softmax_focal_loss(labels, logits, *, gamma=2.0, alpha=None, epsilon=None, l
 
 def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing=0.0, name=None):
     """Pure-TF twin of :func:`focal_op.sigmoid_focal_loss`: α_t · (1 - p_t)^γ · BCE-with-logits."""
-    _checks.check_gamma(gamma)
-    _checks.check_label_smoothing(label_smoothing)
+    arguments = _checks.focal_arguments(gamma, label_smoothing)
     with tf.name_scope(name or "reference_sigmoid_focal_loss"):
         logits = _checks.logits_tensor(logits, min_rank=0)
         labels = _checks.dense_labels_tensor(labels, logits)
@@ -126,12 +125,12 @@ def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing
         x = tf.cast(logits, dtype)
         y = tf.cast(labels, dtype)
         if label_smoothing:
-            s = tf.cast(_checks.float64_scalar(label_smoothing), dtype)
+            s = tf.cast(arguments["label_smoothing"], dtype)
             y = y * (1.0 - s) + 0.5 * s
         p = tf.sigmoid(x)
         p_t = y * p + (1.0 - y) * (1.0 - p)
         bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=x)
-        loss = tf.pow(1.0 - p_t, tf.cast(_checks.float64_scalar(gamma), dtype)) * bce
+        loss = tf.pow(1.0 - p_t, tf.cast(arguments["gamma"], dtype)) * bce
         if alpha is not None:
             a = tf.cast(alpha_t, dtype)
             loss = (y * a + (1.0 - y) * (1.0 - a)) * loss
