@@ -18,7 +18,8 @@ inline std::string format_number(double v) {
 }
 
 // gamma >= 0, epsilon in [0, 0.5), label_smoothing in [0, 1], finite alpha of size 1 or classes.
-inline std::string softmax_params_error(const SoftmaxFocalParams& params, int64_t classes) {
+// alpha_on_host = false (alpha in GPU memory): its length is checked, not its values.
+inline std::string softmax_params_error(const SoftmaxFocalParams& params, int64_t classes, bool alpha_on_host = true) {
   if (!(params.gamma >= 0.0) || !std::isfinite(params.gamma)) {
     return "gamma must be a finite number >= 0; got " + format_number(params.gamma);
   }
@@ -33,7 +34,7 @@ inline std::string softmax_params_error(const SoftmaxFocalParams& params, int64_
       return "alpha must be a scalar or a vector of length C = " + std::to_string(classes) + "; got length " +
              std::to_string(params.alpha_size);
     }
-    for (int64_t c = 0; c < params.alpha_size; ++c) {
+    for (int64_t c = 0; alpha_on_host && c < params.alpha_size; ++c) {
       if (!std::isfinite(params.alpha[c])) {
         return "alpha must be finite; alpha[" + std::to_string(c) + "] = " + format_number(params.alpha[c]);
       }
@@ -43,7 +44,7 @@ inline std::string softmax_params_error(const SoftmaxFocalParams& params, int64_
 }
 
 // gamma >= 0, label_smoothing in [0, 1], finite alpha of size 1 or columns.
-inline std::string sigmoid_params_error(const SigmoidFocalParams& params, int64_t columns) {
+inline std::string sigmoid_params_error(const SigmoidFocalParams& params, int64_t columns, bool alpha_on_host = true) {
   if (!(params.gamma >= 0.0) || !std::isfinite(params.gamma)) {
     return "gamma must be a finite number >= 0; got " + format_number(params.gamma);
   }
@@ -55,7 +56,7 @@ inline std::string sigmoid_params_error(const SigmoidFocalParams& params, int64_
       return "alpha must be a scalar or a vector over the last axis (length " + std::to_string(columns) +
              "); got length " + std::to_string(params.alpha_size);
     }
-    for (int64_t c = 0; c < params.alpha_size; ++c) {
+    for (int64_t c = 0; alpha_on_host && c < params.alpha_size; ++c) {
       if (!std::isfinite(params.alpha[c])) {
         return "alpha must be finite; alpha[" + std::to_string(c) + "] = " + format_number(params.alpha[c]);
       }

@@ -1,6 +1,7 @@
-// module.cc — focal_op's kernel core on NumPy arrays, without TensorFlow.
+// module.cc — focal_op's kernel core on NumPy arrays (CPU) and on __cuda_array_interface__
+// arrays (GPU, builds with CUDA), without TensorFlow.
 //
-// The same CPU launchers the TensorFlow ops call, exposed as focal_op._focal_core so the kernels
+// The same launchers the TensorFlow ops call, exposed as focal_op._focal_core so the kernels
 // can be tested and benchmarked where TensorFlow is absent. Logits may be float16, bfloat16
 // (ml_dtypes), float32 or float64; labels int32 or int64. Row stats are float32 (float64 for
 // float64 logits), as in the TensorFlow op.
@@ -8,12 +9,18 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <optional>
+#include <stdexcept>
+#include <tuple>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "focal_cpu.h"
+#if defined(FOCAL_OP_WITH_CUDA)
+#include "focal_cuda.h"
+#endif
 #include "validate.h"
 
 namespace py = pybind11;
@@ -111,11 +118,9 @@ std::vector<py::ssize_t> with_stats_axis(std::vector<py::ssize_t> shape) {
   return shape;
 }
 
-// Calls body(T{}, Label{}) for the arrays' element types.
+// Calls body(T{}, Label{}) for element types named as NumPy names them.
 template <typename Body>
-auto dispatch_types(const py::array& labels, const py::array& logits, Body&& body) {
-  const std::string label_type = dtype_name(labels);
-  const std::string logit_type = dtype_name(logits);
+auto dispatch_type_names(const std::string& label_type, const std::string& logit_type, Body&& body) {
   auto with_label = [&](auto logit_tag) {
     if (label_type == "int32") return body(logit_tag, int32_t{});
     if (label_type == "int64") return body(logit_tag, int64_t{});
@@ -128,15 +133,20 @@ auto dispatch_types(const py::array& labels, const py::array& logits, Body&& bod
   throw py::type_error("logits must be float16, bfloat16, float32 or float64; got " + logit_type);
 }
 
-// Calls body(T{}) for the logits' element type.
+// Calls body(T{}) for a logits element type named as NumPy names it.
+template <typename Body>
+auto dispatch_float_type_name(const std::string& logit_type, Body&& body) {
+  return dispatch_type_names("int32", logit_type, [&](auto logit_tag, auto) { return body(logit_tag); });
+}
+
+template <typename Body>
+auto dispatch_types(const py::array& labels, const py::array& logits, Body&& body) {
+  return dispatch_type_names(dtype_name(labels), dtype_name(logits), body);
+}
+
 template <typename Body>
 auto dispatch_float_type(const py::array& logits, Body&& body) {
-  const std::string logit_type = dtype_name(logits);
-  if (logit_type == "float32") return body(float{});
-  if (logit_type == "float64") return body(double{});
-  if (logit_type == "float16") return body(focal::float16_bits{});
-  if (logit_type == "bfloat16") return body(focal::bfloat16_bits{});
-  throw py::type_error("logits must be float16, bfloat16, float32 or float64; got " + logit_type);
+  return dispatch_float_type_name(dtype_name(logits), body);
 }
 
 // Labels and logits of the same shape; labels converted to the logits' dtype.
@@ -299,6 +309,324 @@ py::array sigmoid_elementwise(const py::array& labels_in, const py::array& logit
   });
 }
 
+#if defined(FOCAL_OP_WITH_CUDA)
+// ---- GPU entry points: the CUDA launchers on __cuda_array_interface__ arrays ------------------
+// The caller allocates the outputs (CuPy, PyTorch, ...); nothing here synchronises.
+
+struct DeviceArray {
+  void* data = nullptr;
+  std::vector<int64_t> shape;
+  std::string type;  // NumPy's name: float32, int64, ...; "raw16" for other 2-byte types
+  int64_t size = 1;
+};
+
+std::string element_type_name(const std::string& typestr) {
+  const std::string kind_and_size = typestr.substr(1);
+  if (kind_and_size == "f2") return "float16";
+  if (kind_and_size == "f4") return "float32";
+  if (kind_and_size == "f8") return "float64";
+  if (kind_and_size == "i4") return "int32";
+  if (kind_and_size == "i8") return "int64";
+  if (kind_and_size == "u2" || kind_and_size == "i2" || kind_and_size == "V2") return "raw16";
+  return typestr;
+}
+
+int64_t item_size(const std::string& type) {
+  if (type == "float16" || type == "raw16" || type == "bfloat16") return 2;
+  if (type == "float32" || type == "int32") return 4;
+  return 8;
+}
+
+// A C-contiguous, unmasked device array; read-only arrays are refused for outputs.
+DeviceArray device_array(const py::object& array, const char* name, bool output) {
+  if (!py::hasattr(array, "__cuda_array_interface__")) {
+    throw py::type_error(std::string(name) +
+                         " must be a GPU array exposing __cuda_array_interface__ (CuPy, PyTorch, Numba, ...)");
+  }
+  const py::dict interface = array.attr("__cuda_array_interface__");
+  DeviceArray result;
+  result.shape = interface["shape"].cast<std::vector<int64_t>>();
+  result.type = element_type_name(interface["typestr"].cast<std::string>());
+  for (int64_t d : result.shape) result.size *= d;
+  const py::tuple data = interface["data"];
+  result.data = reinterpret_cast<void*>(data[0].cast<uintptr_t>());
+  if (output && data[1].cast<bool>()) throw py::value_error(std::string(name) + " is read-only");
+  if (interface.contains("mask") && !interface["mask"].is_none()) {
+    throw py::value_error(std::string(name) + " must not be a masked array");
+  }
+  if (interface.contains("strides") && !interface["strides"].is_none()) {
+    const auto strides = interface["strides"].cast<std::vector<int64_t>>();
+    int64_t expected = item_size(result.type);
+    for (int64_t d = static_cast<int64_t>(result.shape.size()) - 1; d >= 0; --d) {
+      if (result.shape[d] > 1 && strides[d] != expected) {
+        throw py::value_error(std::string(name) + " must be C-contiguous");
+      }
+      expected *= result.shape[d];
+    }
+  }
+  return result;
+}
+
+// The logits' element type: their own, or `dtype` ("bfloat16") for raw 16-bit data, which is how
+// bfloat16 arrives from libraries whose __cuda_array_interface__ has no bfloat16.
+std::string logits_type(const DeviceArray& logits, const std::optional<std::string>& dtype) {
+  if (dtype.has_value()) {
+    if (item_size(*dtype) != item_size(logits.type)) {
+      throw py::value_error("dtype " + *dtype + " does not match the logits' element size");
+    }
+    return *dtype;
+  }
+  if (logits.type == "raw16") throw py::type_error("16-bit integer logits: pass dtype='bfloat16' for bfloat16 data");
+  return logits.type;
+}
+
+void check_same(const DeviceArray& a, const char* name, const std::vector<int64_t>& shape, const std::string& type,
+                const std::string& type_name) {
+  if (a.shape != shape) throw py::value_error(std::string(name) + " has the wrong shape");
+  if (a.type != type && !(a.type == "raw16" && item_size(type) == 2)) {
+    throw py::type_error(std::string(name) + " must have the dtype " + type_name + "; got " + a.type);
+  }
+}
+
+void* cuda_stream(const py::object& stream) {
+  if (stream.is_none()) return nullptr;
+  if (py::hasattr(stream, "ptr")) return reinterpret_cast<void*>(stream.attr("ptr").cast<uintptr_t>());  // CuPy
+  if (py::hasattr(stream, "cuda_stream")) {  // PyTorch
+    return reinterpret_cast<void*>(stream.attr("cuda_stream").cast<uintptr_t>());
+  }
+  return reinterpret_cast<void*>(stream.cast<uintptr_t>());
+}
+
+// Alpha on the device: None, or float64 of length 1 or C (values are not read on the host).
+std::pair<const double*, int64_t> device_alpha(const py::object& alpha) {
+  if (alpha.is_none()) return {nullptr, 0};
+  const DeviceArray a = device_array(alpha, "alpha", false);
+  if (a.type != "float64" || a.shape.size() > 1) {
+    throw py::type_error("alpha must be None or a float64 GPU array of length 1 or C");
+  }
+  return {static_cast<const double*>(a.data), a.size};
+}
+
+void require_device() {
+  if (focal::cuda_device_count() == 0) {
+    throw std::runtime_error("focal_op: no CUDA device available (" + focal::cuda_unavailable_reason() + ")");
+  }
+}
+
+void throw_if_failed(const std::string& error) {
+  if (!error.empty()) throw std::runtime_error("focal_op: " + error);
+}
+
+// The softmax GPU call's arrays and parameters, checked.
+struct DeviceSoftmaxCall {
+  DeviceArray labels, logits;
+  std::string type;  // the logits' element type
+  std::vector<int64_t> batch;
+  int64_t rows = 0, classes = 0;
+  focal::SoftmaxFocalParams params;
+};
+
+DeviceSoftmaxCall prepare_device_softmax(const py::object& labels, const py::object& logits, bool dense,
+                                         const py::object& alpha, double gamma, double epsilon,
+                                         double label_smoothing, const std::optional<int64_t>& ignore_class,
+                                         const std::optional<std::string>& dtype) {
+  require_device();
+  DeviceSoftmaxCall call;
+  call.logits = device_array(logits, "logits", false);
+  call.labels = device_array(labels, "labels", false);
+  call.type = logits_type(call.logits, dtype);
+  if (call.logits.shape.empty()) throw py::value_error("logits must have rank >= 1 ([..., C])");
+  call.batch.assign(call.logits.shape.begin(), call.logits.shape.end() - 1);
+  call.classes = call.logits.shape.back();
+  call.rows = 1;
+  for (int64_t d : call.batch) call.rows *= d;
+  if (dense) {
+    check_same(call.labels, "labels", call.logits.shape, call.type, call.type);
+  } else if (call.labels.shape != call.batch) {
+    throw py::value_error("labels must have the shape of logits without its last axis");
+  }
+  const auto [alpha_ptr, alpha_size] = device_alpha(alpha);
+  call.params.gamma = gamma;
+  call.params.epsilon = epsilon;
+  call.params.label_smoothing = label_smoothing;
+  call.params.alpha = alpha_ptr;
+  call.params.alpha_size = alpha_size;
+  call.params.has_ignore_class = ignore_class.has_value();
+  call.params.ignore_class = ignore_class.value_or(0);
+  const std::string error = focal::softmax_params_error(call.params, call.classes, /*alpha_on_host=*/false);
+  if (!error.empty()) throw py::value_error(error);
+  return call;
+}
+
+std::string stats_type_name(const std::string& logit_type) { return logit_type == "float64" ? "float64" : "float32"; }
+
+void softmax_forward_cuda(const py::object& labels, const py::object& logits, const py::object& loss_out,
+                          const py::object& row_stats_out, bool dense, const py::object& alpha, double gamma,
+                          double epsilon, double label_smoothing, std::optional<int64_t> ignore_class,
+                          const py::object& stream, std::optional<std::string> dtype) {
+  const DeviceSoftmaxCall call =
+      prepare_device_softmax(labels, logits, dense, alpha, gamma, epsilon, label_smoothing, ignore_class, dtype);
+  const DeviceArray loss = device_array(loss_out, "loss", true);
+  const DeviceArray stats = device_array(row_stats_out, "row_stats", true);
+  check_same(loss, "loss", call.batch, call.type, call.type);
+  std::vector<int64_t> stats_shape = call.batch;
+  stats_shape.push_back(focal::kSoftmaxRowStats);
+  check_same(stats, "row_stats", stats_shape, stats_type_name(call.type), stats_type_name(call.type));
+  const std::string label_type = dense ? "int32" : call.labels.type;
+  throw_if_failed(dispatch_type_names(label_type, call.type, [&](auto logit_tag, auto label_tag) {
+    using T = decltype(logit_tag);
+    using Label = decltype(label_tag);
+    if (dense) {
+      return focal::dense_softmax_focal_forward_cuda(
+          static_cast<const T*>(call.logits.data), static_cast<const T*>(call.labels.data), call.rows, call.classes,
+          call.params, static_cast<T*>(loss.data), static_cast<focal::acc_t<T>*>(stats.data), cuda_stream(stream));
+    }
+    return focal::sparse_softmax_focal_forward_cuda(
+        static_cast<const T*>(call.logits.data), static_cast<const Label*>(call.labels.data), call.rows, call.classes,
+        call.params, static_cast<T*>(loss.data), static_cast<focal::acc_t<T>*>(stats.data), cuda_stream(stream));
+  }));
+}
+
+void softmax_backward_cuda(const py::object& labels, const py::object& logits, const py::object& row_stats_in,
+                           const py::object& loss_grad_in, const py::object& logits_grad_out, bool dense,
+                           const py::object& alpha, double gamma, double epsilon, double label_smoothing,
+                           std::optional<int64_t> ignore_class, const py::object& stream,
+                           std::optional<std::string> dtype) {
+  const DeviceSoftmaxCall call =
+      prepare_device_softmax(labels, logits, dense, alpha, gamma, epsilon, label_smoothing, ignore_class, dtype);
+  const DeviceArray stats = device_array(row_stats_in, "row_stats", false);
+  const DeviceArray loss_grad = device_array(loss_grad_in, "loss_grad", false);
+  const DeviceArray grad = device_array(logits_grad_out, "logits_grad", true);
+  std::vector<int64_t> stats_shape = call.batch;
+  stats_shape.push_back(focal::kSoftmaxRowStats);
+  check_same(stats, "row_stats", stats_shape, stats_type_name(call.type), stats_type_name(call.type));
+  check_same(loss_grad, "loss_grad", call.batch, call.type, call.type);
+  check_same(grad, "logits_grad", call.logits.shape, call.type, call.type);
+  const std::string label_type = dense ? "int32" : call.labels.type;
+  throw_if_failed(dispatch_type_names(label_type, call.type, [&](auto logit_tag, auto label_tag) {
+    using T = decltype(logit_tag);
+    using Label = decltype(label_tag);
+    const auto* stats_ptr = static_cast<const focal::acc_t<T>*>(stats.data);
+    if (dense) {
+      return focal::dense_softmax_focal_backward_cuda(
+          static_cast<const T*>(call.logits.data), static_cast<const T*>(call.labels.data), stats_ptr,
+          static_cast<const T*>(loss_grad.data), call.rows, call.classes, call.params, static_cast<T*>(grad.data),
+          cuda_stream(stream));
+    }
+    return focal::sparse_softmax_focal_backward_cuda(
+        static_cast<const T*>(call.logits.data), static_cast<const Label*>(call.labels.data), stats_ptr,
+        static_cast<const T*>(loss_grad.data), call.rows, call.classes, call.params, static_cast<T*>(grad.data),
+        cuda_stream(stream));
+  }));
+}
+
+// Sigmoid forward (loss_grad None: out = loss) or backward (out = logits_grad).
+void sigmoid_cuda(const py::object& labels_in, const py::object& logits_in, const py::object& loss_grad_in,
+                  const py::object& out_array, const py::object& alpha, double gamma, double label_smoothing,
+                  const py::object& stream, std::optional<std::string> dtype) {
+  require_device();
+  const DeviceArray logits = device_array(logits_in, "logits", false);
+  const DeviceArray labels = device_array(labels_in, "labels", false);
+  const DeviceArray out = device_array(out_array, loss_grad_in.is_none() ? "loss" : "logits_grad", true);
+  const std::string type = logits_type(logits, dtype);
+  check_same(labels, "labels", logits.shape, type, type);
+  check_same(out, "output", logits.shape, type, type);
+  const void* loss_grad_ptr = nullptr;
+  if (!loss_grad_in.is_none()) {
+    const DeviceArray loss_grad = device_array(loss_grad_in, "loss_grad", false);
+    check_same(loss_grad, "loss_grad", logits.shape, type, type);
+    loss_grad_ptr = loss_grad.data;
+  }
+  focal::SigmoidFocalParams params;
+  params.gamma = gamma;
+  params.label_smoothing = label_smoothing;
+  std::tie(params.alpha, params.alpha_size) = device_alpha(alpha);
+  const int64_t columns = logits.shape.empty() ? 1 : logits.shape.back();
+  const std::string error = focal::sigmoid_params_error(params, columns, /*alpha_on_host=*/false);
+  if (!error.empty()) throw py::value_error(error);
+  throw_if_failed(dispatch_float_type_name(type, [&](auto logit_tag) {
+    using T = decltype(logit_tag);
+    return focal::sigmoid_focal_cuda(static_cast<const T*>(logits.data), static_cast<const T*>(labels.data),
+                                     static_cast<const T*>(loss_grad_ptr), logits.size, columns, params,
+                                     static_cast<T*>(out.data), cuda_stream(stream));
+  }));
+}
+
+void define_cuda_entry_points(py::module_& m) {
+  m.def(
+      "sparse_softmax_forward_cuda",
+      [](const py::object& labels, const py::object& logits, const py::object& loss, const py::object& row_stats,
+         const py::object& alpha, double gamma, double epsilon, double label_smoothing,
+         std::optional<int64_t> ignore_class, const py::object& stream, std::optional<std::string> dtype) {
+        softmax_forward_cuda(labels, logits, loss, row_stats, false, alpha, gamma, epsilon, label_smoothing,
+                             ignore_class, stream, dtype);
+      },
+      py::arg("labels"), py::arg("logits"), py::arg("loss"), py::arg("row_stats"), py::kw_only(),
+      py::arg("alpha") = py::none(), py::arg("gamma") = 2.0, py::arg("epsilon") = 0.0,
+      py::arg("label_smoothing") = 0.0, py::arg("ignore_class") = py::none(), py::arg("stream") = py::none(),
+      py::arg("dtype") = py::none(),
+      "Sparse softmax focal loss forward on GPU arrays: writes loss [...] and row_stats [..., 4].");
+  m.def(
+      "sparse_softmax_backward_cuda",
+      [](const py::object& labels, const py::object& logits, const py::object& row_stats, const py::object& loss_grad,
+         const py::object& logits_grad, const py::object& alpha, double gamma, double epsilon, double label_smoothing,
+         std::optional<int64_t> ignore_class, const py::object& stream, std::optional<std::string> dtype) {
+        softmax_backward_cuda(labels, logits, row_stats, loss_grad, logits_grad, false, alpha, gamma, epsilon,
+                              label_smoothing, ignore_class, stream, dtype);
+      },
+      py::arg("labels"), py::arg("logits"), py::arg("row_stats"), py::arg("loss_grad"), py::arg("logits_grad"),
+      py::kw_only(), py::arg("alpha") = py::none(), py::arg("gamma") = 2.0, py::arg("epsilon") = 0.0,
+      py::arg("label_smoothing") = 0.0, py::arg("ignore_class") = py::none(), py::arg("stream") = py::none(),
+      py::arg("dtype") = py::none(), "Sparse softmax focal loss gradient on GPU arrays: writes logits_grad.");
+  m.def(
+      "dense_softmax_forward_cuda",
+      [](const py::object& labels, const py::object& logits, const py::object& loss, const py::object& row_stats,
+         const py::object& alpha, double gamma, double epsilon, double label_smoothing, const py::object& stream,
+         std::optional<std::string> dtype) {
+        softmax_forward_cuda(labels, logits, loss, row_stats, true, alpha, gamma, epsilon, label_smoothing,
+                             std::nullopt, stream, dtype);
+      },
+      py::arg("labels"), py::arg("logits"), py::arg("loss"), py::arg("row_stats"), py::kw_only(),
+      py::arg("alpha") = py::none(), py::arg("gamma") = 2.0, py::arg("epsilon") = 0.0,
+      py::arg("label_smoothing") = 0.0, py::arg("stream") = py::none(), py::arg("dtype") = py::none(),
+      "Dense-label softmax focal loss forward on GPU arrays.");
+  m.def(
+      "dense_softmax_backward_cuda",
+      [](const py::object& labels, const py::object& logits, const py::object& row_stats, const py::object& loss_grad,
+         const py::object& logits_grad, const py::object& alpha, double gamma, double epsilon, double label_smoothing,
+         const py::object& stream, std::optional<std::string> dtype) {
+        softmax_backward_cuda(labels, logits, row_stats, loss_grad, logits_grad, true, alpha, gamma, epsilon,
+                              label_smoothing, std::nullopt, stream, dtype);
+      },
+      py::arg("labels"), py::arg("logits"), py::arg("row_stats"), py::arg("loss_grad"), py::arg("logits_grad"),
+      py::kw_only(), py::arg("alpha") = py::none(), py::arg("gamma") = 2.0, py::arg("epsilon") = 0.0,
+      py::arg("label_smoothing") = 0.0, py::arg("stream") = py::none(), py::arg("dtype") = py::none(),
+      "Dense-label softmax focal loss gradient on GPU arrays.");
+  m.def(
+      "sigmoid_forward_cuda",
+      [](const py::object& labels, const py::object& logits, const py::object& loss, const py::object& alpha,
+         double gamma, double label_smoothing, const py::object& stream, std::optional<std::string> dtype) {
+        sigmoid_cuda(labels, logits, py::none(), loss, alpha, gamma, label_smoothing, stream, dtype);
+      },
+      py::arg("labels"), py::arg("logits"), py::arg("loss"), py::kw_only(), py::arg("alpha") = py::none(),
+      py::arg("gamma") = 2.0, py::arg("label_smoothing") = 0.0, py::arg("stream") = py::none(),
+      py::arg("dtype") = py::none(), "Elementwise sigmoid focal loss on GPU arrays.");
+  m.def(
+      "sigmoid_backward_cuda",
+      [](const py::object& labels, const py::object& logits, const py::object& loss_grad,
+         const py::object& logits_grad, const py::object& alpha, double gamma, double label_smoothing,
+         const py::object& stream, std::optional<std::string> dtype) {
+        sigmoid_cuda(labels, logits, loss_grad, logits_grad, alpha, gamma, label_smoothing, stream, dtype);
+      },
+      py::arg("labels"), py::arg("logits"), py::arg("loss_grad"), py::arg("logits_grad"), py::kw_only(),
+      py::arg("alpha") = py::none(), py::arg("gamma") = 2.0, py::arg("label_smoothing") = 0.0,
+      py::arg("stream") = py::none(), py::arg("dtype") = py::none(), "Sigmoid focal loss gradient on GPU arrays.");
+  m.def("cuda_device_count", &focal::cuda_device_count, "CUDA devices the runtime sees (0 without GPU or driver).");
+  m.def("softmax_threads_per_row", &focal::softmax_threads_per_row,
+        "Threads per softmax row the CUDA kernels use for C classes (256: a block per row).");
+}
+#endif  // FOCAL_OP_WITH_CUDA
+
 }  // namespace
 
 PYBIND11_MODULE(_focal_core, m) {
@@ -336,4 +664,10 @@ PYBIND11_MODULE(_focal_core, m) {
       py::arg("gamma") = 2.0, py::arg("label_smoothing") = 0.0, "Sigmoid focal loss gradient w.r.t. logits.");
   m.def("cpu_isa", &focal::cpu_isa, "The instruction set the CPU kernels run with.");
   m.attr("ROW_STATS") = focal::kSoftmaxRowStats;
+#if defined(FOCAL_OP_WITH_CUDA)
+  m.attr("WITH_CUDA") = true;
+  define_cuda_entry_points(m);
+#else
+  m.attr("WITH_CUDA") = false;
+#endif
 }
