@@ -198,3 +198,42 @@ def test_a_tensorflow_version_mismatch_is_one_clear_error():
     assert line, done.stdout + done.stderr
     assert "built against TensorFlow 1.0.0" in line[0] and tf.__version__ in line[0]
     assert "pip install --no-build-isolation" in line[0]
+
+
+def test_cuda_entry_points_without_a_gpu_raise_a_clear_error():
+    """A CUDA build on a machine without GPU (this CI): the device entry points say so."""
+    from focal_op import _focal_core as core
+
+    if not core.WITH_CUDA or core.cuda_device_count() > 0:
+        pytest.skip("needs a CUDA build on a machine without GPU")
+
+    class FakeDeviceArray:
+        __cuda_array_interface__ = {"shape": (2, 3), "typestr": "<f4", "data": (0, False), "version": 3}
+
+    fake = FakeDeviceArray()
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        core.sparse_softmax_forward_cuda(fake, fake, fake, fake)
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        core.sigmoid_forward_cuda(fake, fake, fake)
+
+
+def test_cuda_build_registers_gpu_kernels_for_every_op():
+    """With CUDA, every op has GPU kernels for every dtype, the float64 scalars in host memory."""
+    from focal_op import _build_info
+    from tensorflow.python.framework import kernels
+
+    if not _build_info.WITH_CUDA:
+        pytest.skip("built without CUDA")
+    focal_op.op_library()
+    for op, scalars, per_dtype in [
+        ("SparseSoftmaxFocalLoss", {"gamma", "epsilon", "label_smoothing"}, 2),
+        ("SparseSoftmaxFocalLossGrad", {"gamma", "epsilon", "label_smoothing"}, 2),
+        ("SoftmaxFocalLoss", {"gamma", "epsilon", "label_smoothing"}, 1),
+        ("SoftmaxFocalLossGrad", {"gamma", "epsilon", "label_smoothing"}, 1),
+        ("SigmoidFocalLoss", {"gamma", "label_smoothing"}, 1),
+        ("SigmoidFocalLossGrad", {"gamma", "label_smoothing"}, 1),
+    ]:
+        gpu = [k for k in kernels.get_registered_kernels_for_op("FocalOp>" + op).kernel if k.device_type == "GPU"]
+        assert len(gpu) == 4 * per_dtype, op  # half, bfloat16, float, double (x int32/int64 labels)
+        for kernel in gpu:
+            assert set(kernel.host_memory_arg) == scalars, op

@@ -25,7 +25,8 @@ constexpr int64_t kMaxBlocks = int64_t{1} << 20;  // grid-stride loops cover the
 
 std::string launch_error() {
   const cudaError_t status = cudaGetLastError();
-  return status == cudaSuccess ? std::string() : std::string("CUDA kernel launch failed: ") + cudaGetErrorString(status);
+  return status == cudaSuccess ? std::string()
+                               : std::string("CUDA kernel launch failed: ") + cudaGetErrorString(status);
 }
 
 int64_t blocks_for(int64_t work, int64_t per_block) {
@@ -260,10 +261,10 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
       const ClassProbability<Acc> prob = class_probability(v, norm);
       const Acc label_weight = weights.weight(c);
       // no pow/log for classes without label weight (all but the target for hard labels)
-      const Acc g = label_weight != Acc(0) ? class_grad_weight(prob, label_weight,
-                                                               class_alpha<Acc>(params.alpha, params.alpha_size, c),
-                                                               gamma, epsilon)
-                                           : Acc(0);
+      const Acc g = label_weight != Acc(0)
+                        ? class_grad_weight(prob, label_weight, class_alpha<Acc>(params.alpha, params.alpha_size, c),
+                                            gamma, epsilon)
+                        : Acc(0);
       store_from_acc(upstream * softmax_logit_gradient(v, prob, g, stats), grad + c);
     }
   }
@@ -293,9 +294,9 @@ std::string launch_softmax_forward(const T* logits, Rows row_labels, int64_t row
   with_threads_per_row(classes, [&](auto group) {
     constexpr int kGroup = decltype(group)::value;
     const int64_t blocks = blocks_for(rows, GroupLayout<kGroup>::kRowsPerBlock);
-    softmax_forward_kernel<kGroup><<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0,
-                                     static_cast<cudaStream_t>(stream)>>>(logits, row_labels, rows, classes, params,
-                                                                          loss, row_stats);
+    softmax_forward_kernel<kGroup>
+        <<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, static_cast<cudaStream_t>(stream)>>>(
+            logits, row_labels, rows, classes, params, loss, row_stats);
   });
   return launch_error();
 }
@@ -308,9 +309,9 @@ std::string launch_softmax_backward(const T* logits, Rows row_labels, const acc_
   with_threads_per_row(classes, [&](auto group) {
     constexpr int kGroup = decltype(group)::value;
     const int64_t blocks = blocks_for(rows, GroupLayout<kGroup>::kRowsPerBlock);
-    softmax_backward_kernel<kGroup><<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0,
-                                      static_cast<cudaStream_t>(stream)>>>(logits, row_labels, row_stats, loss_grad,
-                                                                           rows, classes, params, logits_grad);
+    softmax_backward_kernel<kGroup>
+        <<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, static_cast<cudaStream_t>(stream)>>>(
+            logits, row_labels, row_stats, loss_grad, rows, classes, params, logits_grad);
   });
   return launch_error();
 }
@@ -365,8 +366,7 @@ template <typename T>
 std::string dense_softmax_focal_forward_cuda(const T* logits, const T* labels, int64_t rows, int64_t classes,
                                              const SoftmaxFocalParams& params, T* loss, acc_t<T>* row_stats,
                                              void* stream) {
-  return launch_softmax_forward(logits, DenseRows<acc_t<T>, T>{labels}, rows, classes, params, loss, row_stats,
-                                stream);
+  return launch_softmax_forward(logits, DenseRows<acc_t<T>, T>{labels}, rows, classes, params, loss, row_stats, stream);
 }
 
 template <typename T>
@@ -378,8 +378,8 @@ std::string dense_softmax_focal_backward_cuda(const T* logits, const T* labels, 
 }
 
 template <typename T>
-std::string sigmoid_focal_cuda(const T* logits, const T* labels, const T* loss_grad, int64_t elements,
-                               int64_t columns, const SigmoidFocalParams& params, T* out, void* stream) {
+std::string sigmoid_focal_cuda(const T* logits, const T* labels, const T* loss_grad, int64_t elements, int64_t columns,
+                               const SigmoidFocalParams& params, T* out, void* stream) {
   if (elements <= 0) return "";
   const unsigned blocks = static_cast<unsigned>(blocks_for(elements, kThreadsPerBlock));
   const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
@@ -412,22 +412,21 @@ std::string cuda_unavailable_reason() {
   return count > 0 ? std::string() : std::string("no CUDA device is visible");
 }
 
-#define FOCAL_INSTANTIATE_SPARSE(T, Label)                                                                          \
-  template std::string sparse_softmax_focal_forward_cuda<T, Label>(const T*, const Label*, int64_t, int64_t,        \
+#define FOCAL_INSTANTIATE_SPARSE(T, Label)                                                                           \
+  template std::string sparse_softmax_focal_forward_cuda<T, Label>(const T*, const Label*, int64_t, int64_t,         \
                                                                    const SoftmaxFocalParams&, T*, acc_t<T>*, void*); \
-  template std::string sparse_softmax_focal_backward_cuda<T, Label>(const T*, const Label*, const acc_t<T>*,        \
-                                                                    const T*, int64_t, int64_t,                     \
-                                                                    const SoftmaxFocalParams&, T*, void*);
+  template std::string sparse_softmax_focal_backward_cuda<T, Label>(                                                 \
+      const T*, const Label*, const acc_t<T>*, const T*, int64_t, int64_t, const SoftmaxFocalParams&, T*, void*);
 FOCAL_FOR_EACH_CUDA_TYPE(FOCAL_INSTANTIATE_SPARSE)
 #undef FOCAL_INSTANTIATE_SPARSE
 
-#define FOCAL_INSTANTIATE_ELEMENTWISE(T)                                                                               \
-  template std::string dense_softmax_focal_forward_cuda<T>(const T*, const T*, int64_t, int64_t,                       \
-                                                           const SoftmaxFocalParams&, T*, acc_t<T>*, void*);           \
-  template std::string dense_softmax_focal_backward_cuda<T>(const T*, const T*, const acc_t<T>*, const T*, int64_t,    \
-                                                            int64_t, const SoftmaxFocalParams&, T*, void*);            \
-  template std::string sigmoid_focal_cuda<T>(const T*, const T*, const T*, int64_t, int64_t, const SigmoidFocalParams&, \
-                                             T*, void*);
+#define FOCAL_INSTANTIATE_ELEMENTWISE(T)                                                                            \
+  template std::string dense_softmax_focal_forward_cuda<T>(const T*, const T*, int64_t, int64_t,                    \
+                                                           const SoftmaxFocalParams&, T*, acc_t<T>*, void*);        \
+  template std::string dense_softmax_focal_backward_cuda<T>(const T*, const T*, const acc_t<T>*, const T*, int64_t, \
+                                                            int64_t, const SoftmaxFocalParams&, T*, void*);         \
+  template std::string sigmoid_focal_cuda<T>(const T*, const T*, const T*, int64_t, int64_t,                        \
+                                             const SigmoidFocalParams&, T*, void*);
 FOCAL_FOR_EACH_CUDA_FLOAT_TYPE(FOCAL_INSTANTIATE_ELEMENTWISE)
 #undef FOCAL_INSTANTIATE_ELEMENTWISE
 

@@ -12,8 +12,8 @@
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -391,7 +391,7 @@ void check_same(const DeviceArray& a, const char* name, const std::vector<int64_
 void* cuda_stream(const py::object& stream) {
   if (stream.is_none()) return nullptr;
   if (py::hasattr(stream, "ptr")) return reinterpret_cast<void*>(stream.attr("ptr").cast<uintptr_t>());  // CuPy
-  if (py::hasattr(stream, "cuda_stream")) {  // PyTorch
+  if (py::hasattr(stream, "cuda_stream")) {                                                              // PyTorch
     return reinterpret_cast<void*>(stream.attr("cuda_stream").cast<uintptr_t>());
   }
   return reinterpret_cast<void*>(stream.cast<uintptr_t>());
@@ -427,8 +427,8 @@ struct DeviceSoftmaxCall {
 };
 
 DeviceSoftmaxCall prepare_device_softmax(const py::object& labels, const py::object& logits, bool dense,
-                                         const py::object& alpha, double gamma, double epsilon,
-                                         double label_smoothing, const std::optional<int64_t>& ignore_class,
+                                         const py::object& alpha, double gamma, double epsilon, double label_smoothing,
+                                         const std::optional<int64_t>& ignore_class,
                                          const std::optional<std::string>& dtype) {
   require_device();
   DeviceSoftmaxCall call;
@@ -508,15 +508,15 @@ void softmax_backward_cuda(const py::object& labels, const py::object& logits, c
     using Label = decltype(label_tag);
     const auto* stats_ptr = static_cast<const focal::acc_t<T>*>(stats.data);
     if (dense) {
-      return focal::dense_softmax_focal_backward_cuda(
-          static_cast<const T*>(call.logits.data), static_cast<const T*>(call.labels.data), stats_ptr,
-          static_cast<const T*>(loss_grad.data), call.rows, call.classes, call.params, static_cast<T*>(grad.data),
-          cuda_stream(stream));
+      return focal::dense_softmax_focal_backward_cuda(static_cast<const T*>(call.logits.data),
+                                                      static_cast<const T*>(call.labels.data), stats_ptr,
+                                                      static_cast<const T*>(loss_grad.data), call.rows, call.classes,
+                                                      call.params, static_cast<T*>(grad.data), cuda_stream(stream));
     }
-    return focal::sparse_softmax_focal_backward_cuda(
-        static_cast<const T*>(call.logits.data), static_cast<const Label*>(call.labels.data), stats_ptr,
-        static_cast<const T*>(loss_grad.data), call.rows, call.classes, call.params, static_cast<T*>(grad.data),
-        cuda_stream(stream));
+    return focal::sparse_softmax_focal_backward_cuda(static_cast<const T*>(call.logits.data),
+                                                     static_cast<const Label*>(call.labels.data), stats_ptr,
+                                                     static_cast<const T*>(loss_grad.data), call.rows, call.classes,
+                                                     call.params, static_cast<T*>(grad.data), cuda_stream(stream));
   }));
 }
 
@@ -562,9 +562,8 @@ void define_cuda_entry_points(py::module_& m) {
                              ignore_class, stream, dtype);
       },
       py::arg("labels"), py::arg("logits"), py::arg("loss"), py::arg("row_stats"), py::kw_only(),
-      py::arg("alpha") = py::none(), py::arg("gamma") = 2.0, py::arg("epsilon") = 0.0,
-      py::arg("label_smoothing") = 0.0, py::arg("ignore_class") = py::none(), py::arg("stream") = py::none(),
-      py::arg("dtype") = py::none(),
+      py::arg("alpha") = py::none(), py::arg("gamma") = 2.0, py::arg("epsilon") = 0.0, py::arg("label_smoothing") = 0.0,
+      py::arg("ignore_class") = py::none(), py::arg("stream") = py::none(), py::arg("dtype") = py::none(),
       "Sparse softmax focal loss forward on GPU arrays: writes loss [...] and row_stats [..., 4].");
   m.def(
       "sparse_softmax_backward_cuda",
@@ -587,8 +586,8 @@ void define_cuda_entry_points(py::module_& m) {
                              std::nullopt, stream, dtype);
       },
       py::arg("labels"), py::arg("logits"), py::arg("loss"), py::arg("row_stats"), py::kw_only(),
-      py::arg("alpha") = py::none(), py::arg("gamma") = 2.0, py::arg("epsilon") = 0.0,
-      py::arg("label_smoothing") = 0.0, py::arg("stream") = py::none(), py::arg("dtype") = py::none(),
+      py::arg("alpha") = py::none(), py::arg("gamma") = 2.0, py::arg("epsilon") = 0.0, py::arg("label_smoothing") = 0.0,
+      py::arg("stream") = py::none(), py::arg("dtype") = py::none(),
       "Dense-label softmax focal loss forward on GPU arrays.");
   m.def(
       "dense_softmax_backward_cuda",
@@ -613,9 +612,9 @@ void define_cuda_entry_points(py::module_& m) {
       py::arg("dtype") = py::none(), "Elementwise sigmoid focal loss on GPU arrays.");
   m.def(
       "sigmoid_backward_cuda",
-      [](const py::object& labels, const py::object& logits, const py::object& loss_grad,
-         const py::object& logits_grad, const py::object& alpha, double gamma, double label_smoothing,
-         const py::object& stream, std::optional<std::string> dtype) {
+      [](const py::object& labels, const py::object& logits, const py::object& loss_grad, const py::object& logits_grad,
+         const py::object& alpha, double gamma, double label_smoothing, const py::object& stream,
+         std::optional<std::string> dtype) {
         sigmoid_cuda(labels, logits, loss_grad, logits_grad, alpha, gamma, label_smoothing, stream, dtype);
       },
       py::arg("labels"), py::arg("logits"), py::arg("loss_grad"), py::arg("logits_grad"), py::kw_only(),

@@ -204,8 +204,7 @@ struct CpuLaunch {
   template <typename T, typename Label>
   static absl::Status SparseBackward(OpKernelContext* ctx, const Tensor& labels_tensor, const T* logits,
                                      const Label* labels, const focal::acc_t<T>* stats, const T* loss_grad,
-                                     int64_t rows, int64_t classes, const focal::SoftmaxFocalParams& params,
-                                     T* grad) {
+                                     int64_t rows, int64_t classes, const focal::SoftmaxFocalParams& params, T* grad) {
     const int64_t bad_row =
         ShardRows(ctx, rows, RowCost(classes, params.label_smoothing > 0), [&](focal::RowRange range) {
           return focal::sparse_softmax_focal_backward_cpu(logits, labels, stats, loss_grad, classes, range, params,
@@ -249,9 +248,7 @@ struct CpuLaunch {
 
 #if defined(FOCAL_OP_WITH_CUDA)
 // The raw cudaStream_t of the op's GPU stream.
-void* GpuStream(OpKernelContext* ctx) {
-  return ctx->op_device_context()->stream()->platform_specific_handle().stream;
-}
+void* GpuStream(OpKernelContext* ctx) { return ctx->op_device_context()->stream()->platform_specific_handle().stream; }
 
 absl::Status FromLaunch(const std::string& error) {
   return error.empty() ? absl::OkStatus() : absl::InternalError(error);
@@ -265,32 +262,32 @@ struct GpuLaunch {
   static absl::Status SparseForward(OpKernelContext* ctx, const Tensor&, const T* logits, const Label* labels,
                                     int64_t rows, int64_t classes, const focal::SoftmaxFocalParams& params, T* loss,
                                     focal::acc_t<T>* stats) {
-    return FromLaunch(focal::sparse_softmax_focal_forward_cuda(logits, labels, rows, classes, params, loss, stats,
-                                                               GpuStream(ctx)));
+    return FromLaunch(
+        focal::sparse_softmax_focal_forward_cuda(logits, labels, rows, classes, params, loss, stats, GpuStream(ctx)));
   }
 
   template <typename T, typename Label>
   static absl::Status SparseBackward(OpKernelContext* ctx, const Tensor&, const T* logits, const Label* labels,
                                      const focal::acc_t<T>* stats, const T* loss_grad, int64_t rows, int64_t classes,
                                      const focal::SoftmaxFocalParams& params, T* grad) {
-    return FromLaunch(focal::sparse_softmax_focal_backward_cuda(logits, labels, stats, loss_grad, rows, classes,
-                                                                params, grad, GpuStream(ctx)));
+    return FromLaunch(focal::sparse_softmax_focal_backward_cuda(logits, labels, stats, loss_grad, rows, classes, params,
+                                                                grad, GpuStream(ctx)));
   }
 
   template <typename T>
   static absl::Status DenseForward(OpKernelContext* ctx, const T* logits, const T* labels, int64_t rows,
                                    int64_t classes, const focal::SoftmaxFocalParams& params, T* loss,
                                    focal::acc_t<T>* stats) {
-    return FromLaunch(focal::dense_softmax_focal_forward_cuda(logits, labels, rows, classes, params, loss, stats,
-                                                              GpuStream(ctx)));
+    return FromLaunch(
+        focal::dense_softmax_focal_forward_cuda(logits, labels, rows, classes, params, loss, stats, GpuStream(ctx)));
   }
 
   template <typename T>
   static absl::Status DenseBackward(OpKernelContext* ctx, const T* logits, const T* labels,
                                     const focal::acc_t<T>* stats, const T* loss_grad, int64_t rows, int64_t classes,
                                     const focal::SoftmaxFocalParams& params, T* grad) {
-    return FromLaunch(focal::dense_softmax_focal_backward_cuda(logits, labels, stats, loss_grad, rows, classes,
-                                                               params, grad, GpuStream(ctx)));
+    return FromLaunch(focal::dense_softmax_focal_backward_cuda(logits, labels, stats, loss_grad, rows, classes, params,
+                                                               grad, GpuStream(ctx)));
   }
 
   template <typename T>
@@ -345,8 +342,8 @@ class SparseSoftmaxFocalLossOp : public SparseSoftmaxKernel {
     OP_REQUIRES_OK(ctx, AllocateSoftmaxOutputs(ctx, batch, &loss, &stats));
     const int64_t rows = batch.num_elements();
     if (rows == 0) return;
-    OP_REQUIRES_OK(ctx, Launch::SparseForward(ctx, labels, CorePtr<T>(ctx->input(1)), labels.flat<Label>().data(),
-                                              rows, classes, params, CorePtr<T>(loss), stats->flat<Acc>().data()));
+    OP_REQUIRES_OK(ctx, Launch::SparseForward(ctx, labels, CorePtr<T>(ctx->input(1)), labels.flat<Label>().data(), rows,
+                                              classes, params, CorePtr<T>(loss), stats->flat<Acc>().data()));
   }
 };
 
@@ -386,16 +383,16 @@ class SoftmaxFocalLossOp : public OpKernel {
     TensorShape batch;
     int64_t classes = 0;
     focal::SoftmaxFocalParams params;
-    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, Launch::kAlphaOnHost, &batch,
-                                          &classes, &params));
+    OP_REQUIRES_OK(
+        ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, Launch::kAlphaOnHost, &batch, &classes, &params));
     OP_REQUIRES_OK(ctx, CheckStatsDtype<Acc>(ctx, ctx->expected_output_dtype(1)));
     Tensor* loss = nullptr;
     Tensor* stats = nullptr;
     OP_REQUIRES_OK(ctx, AllocateSoftmaxOutputs(ctx, batch, &loss, &stats));
     const int64_t rows = batch.num_elements();
     if (rows == 0) return;
-    OP_REQUIRES_OK(ctx, Launch::DenseForward(ctx, CorePtr<T>(ctx->input(1)), CorePtr<T>(ctx->input(0)), rows,
-                                             classes, params, CorePtr<T>(loss), stats->flat<Acc>().data()));
+    OP_REQUIRES_OK(ctx, Launch::DenseForward(ctx, CorePtr<T>(ctx->input(1)), CorePtr<T>(ctx->input(0)), rows, classes,
+                                             params, CorePtr<T>(loss), stats->flat<Acc>().data()));
   }
 };
 
@@ -410,8 +407,8 @@ class SoftmaxFocalLossGradOp : public OpKernel {
     TensorShape batch;
     int64_t classes = 0;
     focal::SoftmaxFocalParams params;
-    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, Launch::kAlphaOnHost, &batch,
-                                          &classes, &params));
+    OP_REQUIRES_OK(
+        ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, Launch::kAlphaOnHost, &batch, &classes, &params));
     OP_REQUIRES_OK(ctx, CheckSoftmaxGradInputs<Acc>(ctx, batch));
     Tensor* logits_grad = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(1).shape(), &logits_grad));
@@ -456,33 +453,34 @@ class SigmoidFocalLossOp : public OpKernel {
 // ---- registration -----------------------------------------------------------------------------
 // On the GPU the float64 hyper-parameter scalars stay in host memory (read by the kernel
 // class); labels, logits, alpha and the outputs live on the device.
-#define FOCAL_REGISTER_SPARSE_SOFTMAX(DEVICE, Launch, T, Label, HOST_SCALARS)                                        \
-  REGISTER_KERNEL_BUILDER(                                                                                           \
-      Name("FocalOp>SparseSoftmaxFocalLoss").Device(DEVICE).TypeConstraint<T>("T").TypeConstraint<Label>("Tlabels")  \
-          HOST_SCALARS,                                                                                              \
-      SparseSoftmaxFocalLossOp<Launch, T, Label>);                                                                   \
-  REGISTER_KERNEL_BUILDER(Name("FocalOp>SparseSoftmaxFocalLossGrad")                                                 \
-                              .Device(DEVICE)                                                                        \
-                              .TypeConstraint<T>("T")                                                                \
-                              .TypeConstraint<Label>("Tlabels") HOST_SCALARS,                                        \
+#define FOCAL_REGISTER_SPARSE_SOFTMAX(DEVICE, Launch, T, Label, HOST_SCALARS) \
+  REGISTER_KERNEL_BUILDER(Name("FocalOp>SparseSoftmaxFocalLoss")              \
+                              .Device(DEVICE)                                 \
+                              .TypeConstraint<T>("T")                         \
+                              .TypeConstraint<Label>("Tlabels") HOST_SCALARS, \
+                          SparseSoftmaxFocalLossOp<Launch, T, Label>);        \
+  REGISTER_KERNEL_BUILDER(Name("FocalOp>SparseSoftmaxFocalLossGrad")          \
+                              .Device(DEVICE)                                 \
+                              .TypeConstraint<T>("T")                         \
+                              .TypeConstraint<Label>("Tlabels") HOST_SCALARS, \
                           SparseSoftmaxFocalLossGradOp<Launch, T, Label>);
 
-#define FOCAL_REGISTER_ELEMENTWISE(DEVICE, Launch, T, SOFTMAX_HOST_SCALARS, SIGMOID_HOST_SCALARS)                     \
+#define FOCAL_REGISTER_ELEMENTWISE(DEVICE, Launch, T, SOFTMAX_HOST_SCALARS, SIGMOID_HOST_SCALARS)                      \
   REGISTER_KERNEL_BUILDER(Name("FocalOp>SoftmaxFocalLoss").Device(DEVICE).TypeConstraint<T>("T") SOFTMAX_HOST_SCALARS, \
-                          SoftmaxFocalLossOp<Launch, T>);                                                             \
-  REGISTER_KERNEL_BUILDER(                                                                                            \
-      Name("FocalOp>SoftmaxFocalLossGrad").Device(DEVICE).TypeConstraint<T>("T") SOFTMAX_HOST_SCALARS,                \
-      SoftmaxFocalLossGradOp<Launch, T>);                                                                             \
+                          SoftmaxFocalLossOp<Launch, T>);                                                              \
+  REGISTER_KERNEL_BUILDER(                                                                                             \
+      Name("FocalOp>SoftmaxFocalLossGrad").Device(DEVICE).TypeConstraint<T>("T") SOFTMAX_HOST_SCALARS,                 \
+      SoftmaxFocalLossGradOp<Launch, T>);                                                                              \
   REGISTER_KERNEL_BUILDER(Name("FocalOp>SigmoidFocalLoss").Device(DEVICE).TypeConstraint<T>("T") SIGMOID_HOST_SCALARS, \
-                          SigmoidFocalLossOp<Launch, T, false>);                                                      \
-  REGISTER_KERNEL_BUILDER(                                                                                            \
-      Name("FocalOp>SigmoidFocalLossGrad").Device(DEVICE).TypeConstraint<T>("T") SIGMOID_HOST_SCALARS,                \
+                          SigmoidFocalLossOp<Launch, T, false>);                                                       \
+  REGISTER_KERNEL_BUILDER(                                                                                             \
+      Name("FocalOp>SigmoidFocalLossGrad").Device(DEVICE).TypeConstraint<T>("T") SIGMOID_HOST_SCALARS,                 \
       SigmoidFocalLossOp<Launch, T, true>);
 
 #define FOCAL_NO_HOST_MEMORY
-#define FOCAL_REGISTER_CPU(T)                                                                          \
+#define FOCAL_REGISTER_CPU(T)                                                                                    \
   FOCAL_REGISTER_ELEMENTWISE(::tensorflow::DEVICE_CPU, CpuLaunch, T, FOCAL_NO_HOST_MEMORY, FOCAL_NO_HOST_MEMORY) \
-  FOCAL_REGISTER_SPARSE_SOFTMAX(::tensorflow::DEVICE_CPU, CpuLaunch, T, int32_t, FOCAL_NO_HOST_MEMORY)          \
+  FOCAL_REGISTER_SPARSE_SOFTMAX(::tensorflow::DEVICE_CPU, CpuLaunch, T, int32_t, FOCAL_NO_HOST_MEMORY)           \
   FOCAL_REGISTER_SPARSE_SOFTMAX(::tensorflow::DEVICE_CPU, CpuLaunch, T, int64_t, FOCAL_NO_HOST_MEMORY)
 
 FOCAL_REGISTER_CPU(Eigen::half)
@@ -493,10 +491,10 @@ FOCAL_REGISTER_CPU(double)
 #if defined(FOCAL_OP_WITH_CUDA)
 #define FOCAL_SOFTMAX_HOST_SCALARS .HostMemory("gamma").HostMemory("epsilon").HostMemory("label_smoothing")
 #define FOCAL_SIGMOID_HOST_SCALARS .HostMemory("gamma").HostMemory("label_smoothing")
-#define FOCAL_REGISTER_GPU(T)                                                                                         \
-  FOCAL_REGISTER_ELEMENTWISE(::tensorflow::DEVICE_GPU, GpuLaunch, T, FOCAL_SOFTMAX_HOST_SCALARS,                    \
-                             FOCAL_SIGMOID_HOST_SCALARS)                                                              \
-  FOCAL_REGISTER_SPARSE_SOFTMAX(::tensorflow::DEVICE_GPU, GpuLaunch, T, int32_t, FOCAL_SOFTMAX_HOST_SCALARS)         \
+#define FOCAL_REGISTER_GPU(T)                                                                                \
+  FOCAL_REGISTER_ELEMENTWISE(::tensorflow::DEVICE_GPU, GpuLaunch, T, FOCAL_SOFTMAX_HOST_SCALARS,             \
+                             FOCAL_SIGMOID_HOST_SCALARS)                                                     \
+  FOCAL_REGISTER_SPARSE_SOFTMAX(::tensorflow::DEVICE_GPU, GpuLaunch, T, int32_t, FOCAL_SOFTMAX_HOST_SCALARS) \
   FOCAL_REGISTER_SPARSE_SOFTMAX(::tensorflow::DEVICE_GPU, GpuLaunch, T, int64_t, FOCAL_SOFTMAX_HOST_SCALARS)
 
 FOCAL_REGISTER_GPU(Eigen::half)
