@@ -7,11 +7,14 @@
 // once for an online (max, Σ exp below the max, ties) per lane, merges the lanes, then walks the
 // row again only where every class carries label weight (dense labels, label smoothing) — those
 // reads hit the cache the first pass filled. The backward reads the logits once and writes the
-// gradient once from the forward's row stats. All math in the accumulation type (float32 for
+// gradient once from the forward's row stats. Warp- and block-wide groups move 16-byte vectors
+// where rows are aligned. All math in the accumulation type (float32 for
 // 16-bit logits), all indices 64-bit.
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "focal_cuda.h"
@@ -177,6 +180,62 @@ struct GroupLayout {
   __device__ static int64_t row_stride() { return static_cast<int64_t>(gridDim.x) * kRowsPerBlock; }
 };
 
+// ---- row walks: a lane's classes c = lane, lane + kGroup, ... ---------------------------------
+// Warp- and block-wide groups read 16-byte vectors (4 floats, 8 halves, 2 doubles per load)
+// when the row starts 16-byte aligned, then the remainder one by one.
+template <typename T>
+constexpr int kVectorWidth = 16 / static_cast<int>(sizeof(T));
+
+template <typename T>
+__device__ __forceinline__ bool vector_aligned(const T* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+// body(c, z_c) for the lane's classes of the row z.
+template <int kGroup, typename T, typename Body>
+__device__ __forceinline__ void for_each_logit(const T* z, int64_t classes, int lane, Body&& body) {
+  int64_t scalar_begin = 0;
+  if constexpr (kGroup >= 32) {
+    constexpr int kWidth = kVectorWidth<T>;
+    if (vector_aligned(z)) {
+      const int64_t vectors = classes / kWidth;
+      for (int64_t v = lane; v < vectors; v += kGroup) {
+        const uint4 raw = reinterpret_cast<const uint4*>(z)[v];
+        T values[kWidth];
+        memcpy(values, &raw, sizeof(raw));
+#pragma unroll
+        for (int k = 0; k < kWidth; ++k) body(v * kWidth + k, load_acc(values[k]));
+      }
+      scalar_begin = vectors * kWidth;
+    }
+  }
+  for (int64_t c = scalar_begin + lane; c < classes; c += kGroup) body(c, load_acc(z[c]));
+}
+
+// out[c] = value(c, z_c) for the lane's classes; vector stores where both rows are aligned.
+template <int kGroup, typename T, typename Value>
+__device__ __forceinline__ void map_logits(const T* z, T* out, int64_t classes, int lane, Value&& value) {
+  int64_t scalar_begin = 0;
+  if constexpr (kGroup >= 32) {
+    constexpr int kWidth = kVectorWidth<T>;
+    if (vector_aligned(z) && vector_aligned(out)) {
+      const int64_t vectors = classes / kWidth;
+      for (int64_t v = lane; v < vectors; v += kGroup) {
+        const uint4 raw = reinterpret_cast<const uint4*>(z)[v];
+        T values[kWidth];
+        memcpy(values, &raw, sizeof(raw));
+#pragma unroll
+        for (int k = 0; k < kWidth; ++k) store_from_acc(value(v * kWidth + k, load_acc(values[k])), values + k);
+        uint4 packed;
+        memcpy(&packed, values, sizeof(packed));
+        reinterpret_cast<uint4*>(out)[v] = packed;
+      }
+      scalar_begin = vectors * kWidth;
+    }
+  }
+  for (int64_t c = scalar_begin + lane; c < classes; c += kGroup) store_from_acc(value(c, load_acc(z[c])), out + c);
+}
+
 // ---- softmax kernels ------------------------------------------------------------------------
 template <int kGroup, typename T, typename Rows>
 __global__ void __launch_bounds__(kThreadsPerBlock)
@@ -192,7 +251,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
   for (int64_t row = Layout::first_row(); row < rows; row += Layout::row_stride()) {
     const T* z = logits + row * classes;
     RowMaxSum<Acc> part{-INFINITY, Acc(0), Acc(0)};
-    for (int64_t c = lane; c < classes; c += kGroup) part = add_logit(part, load_acc(z[c]));
+    for_each_logit<kGroup>(z, classes, lane, [&](int64_t, Acc v) { part = add_logit(part, v); });
     const RowMaxSum<Acc> total = group_all_reduce<kGroup>(part);
     const RowNormalizer<Acc> norm = row_normalizer(total.max_logit, total.sum_below + (total.ties - Acc(1)));
     Acc* stats = row_stats + row * kSoftmaxRowStats;
@@ -217,10 +276,10 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
         }
       }
     } else {
-      for (int64_t c = lane; c < classes; c += kGroup) {
-        accumulate_class(load_acc(z[c]), norm, weights.weight(c), class_alpha<Acc>(params.alpha, params.alpha_size, c),
-                         gamma, epsilon, sums.loss, sums.grad_weight_rest, sums.grad_weight_argmax);
-      }
+      for_each_logit<kGroup>(z, classes, lane, [&](int64_t c, Acc v) {
+        accumulate_class(v, norm, weights.weight(c), class_alpha<Acc>(params.alpha, params.alpha_size, c), gamma,
+                         epsilon, sums.loss, sums.grad_weight_rest, sums.grad_weight_argmax);
+      });
       sums = group_all_reduce<kGroup>(sums);
     }
     if (lane == 0) {
@@ -256,8 +315,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
     const RowNormalizer<Acc> norm = row_normalizer(stats.max_logit, stats.sum_others);
     const Acc upstream = load_acc(loss_grad[row]);
     const auto weights = row_labels.weights(row, classes, params);
-    for (int64_t c = lane; c < classes; c += kGroup) {
-      const Acc v = load_acc(z[c]);
+    map_logits<kGroup>(z, grad, classes, lane, [&](int64_t c, Acc v) {
       const ClassProbability<Acc> prob = class_probability(v, norm);
       const Acc label_weight = weights.weight(c);
       // no pow/log for classes without label weight (all but the target for hard labels)
@@ -265,8 +323,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
                         ? class_grad_weight(prob, label_weight, class_alpha<Acc>(params.alpha, params.alpha_size, c),
                                             gamma, epsilon)
                         : Acc(0);
-      store_from_acc(upstream * softmax_logit_gradient(v, prob, g, stats), grad + c);
-    }
+      return upstream * softmax_logit_gradient(v, prob, g, stats);
+    });
   }
 }
 
@@ -317,6 +375,14 @@ std::string launch_softmax_backward(const T* logits, Rows row_labels, const acc_
 }
 
 // ---- sigmoid kernel -------------------------------------------------------------------------
+// Elementwise, grid-stride; 16-byte vectors of logits, labels (and loss_grad) where all arrays
+// are aligned, the remainder one by one.
+template <typename T>
+__device__ __forceinline__ void load_vector(const T* p, int64_t v, T (&values)[kVectorWidth<T>]) {
+  const uint4 raw = reinterpret_cast<const uint4*>(p)[v];
+  memcpy(values, &raw, sizeof(raw));
+}
+
 template <typename T, bool kBackward>
 __global__ void __launch_bounds__(kThreadsPerBlock)
     sigmoid_kernel(const T* logits, const T* labels, const T* loss_grad, int64_t elements, int64_t columns,
@@ -327,12 +393,36 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
   const bool has_alpha = sigmoid_has_alpha(params);
   const Acc shared_alpha = has_alpha ? static_cast<Acc>(params.alpha[0]) : Acc(1);
   const bool per_column = has_alpha && params.alpha_size > 1;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < elements; i += stride) {
+  auto element = [&](int64_t i, T x, T label, T upstream) {
     const Acc alpha = per_column ? static_cast<Acc>(params.alpha[i % columns]) : shared_alpha;
-    const Acc y = smooth_binary_label(load_acc(labels[i]), smoothing);
-    const SigmoidFocalTerm<Acc> term = sigmoid_focal(load_acc(logits[i]), y, has_alpha, alpha, gamma);
-    store_from_acc(kBackward ? load_acc(loss_grad[i]) * term.dloss_dx : term.loss, out + i);
+    const Acc y = smooth_binary_label(load_acc(label), smoothing);
+    const SigmoidFocalTerm<Acc> term = sigmoid_focal(load_acc(x), y, has_alpha, alpha, gamma);
+    T result;
+    store_from_acc(kBackward ? load_acc(upstream) * term.dloss_dx : term.loss, &result);
+    return result;
+  };
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  int64_t scalar_begin = 0;
+  if (vector_aligned(logits) && vector_aligned(labels) && vector_aligned(out) &&
+      (!kBackward || vector_aligned(loss_grad))) {
+    constexpr int kWidth = kVectorWidth<T>;
+    const int64_t vectors = elements / kWidth;
+    for (int64_t v = first; v < vectors; v += stride) {
+      T x[kWidth], y[kWidth], upstream[kWidth], result[kWidth];
+      load_vector(logits, v, x);
+      load_vector(labels, v, y);
+      if constexpr (kBackward) load_vector(loss_grad, v, upstream);
+#pragma unroll
+      for (int k = 0; k < kWidth; ++k) result[k] = element(v * kWidth + k, x[k], y[k], kBackward ? upstream[k] : x[k]);
+      uint4 packed;
+      memcpy(&packed, result, sizeof(packed));
+      reinterpret_cast<uint4*>(out)[v] = packed;
+    }
+    scalar_begin = vectors * kWidth;
+  }
+  for (int64_t i = scalar_begin + first; i < elements; i += stride) {
+    out[i] = element(i, logits[i], labels[i], kBackward ? loss_grad[i] : logits[i]);
   }
 }
 
@@ -381,7 +471,7 @@ template <typename T>
 std::string sigmoid_focal_cuda(const T* logits, const T* labels, const T* loss_grad, int64_t elements, int64_t columns,
                                const SigmoidFocalParams& params, T* out, void* stream) {
   if (elements <= 0) return "";
-  const unsigned blocks = static_cast<unsigned>(blocks_for(elements, kThreadsPerBlock));
+  const unsigned blocks = static_cast<unsigned>(blocks_for(elements / kVectorWidth<T> + 1, kThreadsPerBlock));
   const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
   if (loss_grad == nullptr) {
     sigmoid_kernel<T, false>

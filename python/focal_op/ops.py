@@ -1,13 +1,15 @@
 """Functional focal losses backed by focal_op's fused ops, and their registered gradients.
 
 Every function returns the per-example loss with no reduction, like tf.nn.*_with_logits.
+Inside XLA (jit_compile=True) they build the composite of focal_op._xla instead of the custom
+ops, which XLA cannot compile.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from focal_op import _checks
+from focal_op import _checks, _xla
 from focal_op._loader import op_library
 
 __all__ = ["sparse_softmax_focal_loss", "softmax_focal_loss", "sigmoid_focal_loss"]
@@ -50,10 +52,14 @@ def sparse_softmax_focal_loss(
     _checks.check_ignore_class(ignore_class)
     with tf.name_scope(name or "sparse_softmax_focal_loss"):
         logits = _checks.logits_tensor(logits)
+        labels = _checks.sparse_labels_tensor(labels, logits)
+        alpha = _checks.alpha_tensor(alpha, logits)
+        if _xla.in_xla_context():
+            return _xla.sparse_softmax_focal_loss(labels, logits, alpha, ignore_class=ignore_class, **arguments)
         loss, _ = op_library().focal_op_sparse_softmax_focal_loss(
-            labels=_checks.sparse_labels_tensor(labels, logits),
+            labels=labels,
             logits=logits,
-            alpha=_checks.alpha_tensor(alpha, logits),
+            alpha=alpha,
             Tstats=_checks.compute_dtype(logits.dtype),
             ignore_class=0 if ignore_class is None else int(ignore_class),
             has_ignore_class=ignore_class is not None,
@@ -94,12 +100,12 @@ def softmax_focal_loss(labels, logits, *, gamma=2.0, alpha=None, epsilon=None, l
     arguments = _checks.softmax_arguments(gamma, epsilon, label_smoothing)
     with tf.name_scope(name or "softmax_focal_loss"):
         logits = _checks.logits_tensor(logits)
+        labels = _checks.dense_labels_tensor(labels, logits)
+        alpha = _checks.alpha_tensor(alpha, logits)
+        if _xla.in_xla_context():
+            return _xla.dense_softmax_focal_loss(labels, logits, alpha, **arguments)
         loss, _ = op_library().focal_op_softmax_focal_loss(
-            labels=_checks.dense_labels_tensor(labels, logits),
-            logits=logits,
-            alpha=_checks.alpha_tensor(alpha, logits),
-            Tstats=_checks.compute_dtype(logits.dtype),
-            **arguments,
+            labels=labels, logits=logits, alpha=alpha, Tstats=_checks.compute_dtype(logits.dtype), **arguments
         )
         return loss
 
@@ -124,12 +130,11 @@ def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing
     arguments = _checks.focal_arguments(gamma, label_smoothing)
     with tf.name_scope(name or "sigmoid_focal_loss"):
         logits = _checks.logits_tensor(logits, min_rank=0)
-        return op_library().focal_op_sigmoid_focal_loss(
-            labels=_checks.dense_labels_tensor(labels, logits),
-            logits=logits,
-            alpha=_checks.sigmoid_alpha_tensor(alpha, logits),
-            **arguments,
-        )
+        labels = _checks.dense_labels_tensor(labels, logits)
+        alpha = _checks.sigmoid_alpha_tensor(alpha, logits)
+        if _xla.in_xla_context():
+            return _xla.sigmoid_focal_loss(labels, logits, alpha, **arguments)
+        return op_library().focal_op_sigmoid_focal_loss(labels=labels, logits=logits, alpha=alpha, **arguments)
 
 
 @tf.RegisterGradient("FocalOp>SoftmaxFocalLoss")
