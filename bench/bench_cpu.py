@@ -73,6 +73,7 @@ def _implementations(suite):
                   "sigmoid": "Keras binary_focal_CE"}[suite]
     return {
         "focal_op fused": (fused, "function"),
+        "focal_op, jit_compile (composite)": (fused, "xla"),
         "pure-TF focal, eager": (composite, "eager"),
         "pure-TF focal, tf.function": (composite, "function"),
         "pure-TF focal, XLA": (composite, "xla"),

@@ -1,5 +1,9 @@
 """Bad input gives a clear, named error and never takes the process down."""
 
+import os
+import pathlib
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -178,26 +182,82 @@ def test_every_cpu_instruction_set_gives_the_same_result(tmp_path):
 
 GUARD_SCRIPT = textwrap.dedent(
     """
-    import os
+    import os, warnings
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import focal_op
-    from focal_op import _build_info
-    _build_info.TF_VERSION = "1.0.0"  # as if built against another TensorFlow
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import focal_op
+    for w in caught:
+        if issubclass(w.category, focal_op.FocalOpBuildWarning):
+            print("WARNED:", w.message)
+    with open("/proc/self/maps") as maps:
+        print("NATIVE LOADED:", "_focal_op_tf.so" in maps.read())
     try:
         focal_op.sparse_softmax_focal_loss([0], [[0.0, 1.0]])
     except focal_op.FocalOpBuildError as err:
         print("GUARD:", err)
+    print("REFERENCE:", float(focal_op.reference.sparse_softmax_focal_loss([0], [[0.0, 1.0]])[0]))
     """
 )
 
 
-def test_a_tensorflow_version_mismatch_is_one_clear_error():
-    done = subprocess.run([sys.executable, "-c", GUARD_SCRIPT], capture_output=True, text=True, timeout=300)
+def test_a_tensorflow_version_mismatch_is_one_clear_error(tmp_path):
+    """A copy of the installed package that claims another TensorFlow: the import warns with one
+    sentence and loads nothing native; the first op use raises it; the reference still works."""
+    package = pathlib.Path(focal_op.__file__).parent
+    copy = tmp_path / "focal_op"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    info = copy / "_build_info.py"
+    info.write_text(re.sub(r'TF_VERSION = ".*"', 'TF_VERSION = "1.0.0"', info.read_text()))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", GUARD_SCRIPT], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    line = [line for line in done.stdout.splitlines() if line.startswith("GUARD:")]
-    assert line, done.stdout + done.stderr
-    assert "built against TensorFlow 1.0.0" in line[0] and tf.__version__ in line[0]
-    assert "pip install --no-build-isolation" in line[0]
+    out = done.stdout
+    warned = [line for line in out.splitlines() if line.startswith("WARNED:")]
+    guard = [line for line in out.splitlines() if line.startswith("GUARD:")]
+    assert warned and guard, out + done.stderr
+    for line in (warned[0], guard[0]):
+        assert "built against TensorFlow 1.0.0" in line and tf.__version__ in line
+        assert "pip install --no-build-isolation" in line
+    assert "NATIVE LOADED: False" in out
+    assert "REFERENCE:" in out
+
+
+SAVED_MODEL_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import tensorflow as tf
+    if sys.argv[2] == "import":
+        import focal_op
+    try:
+        module = tf.saved_model.load(sys.argv[1])
+    except Exception as err:
+        print("LOAD ERROR:", type(err).__name__, str(err).splitlines()[0])
+        raise SystemExit(0)
+    print("LOADED")
+    """
+)
+
+
+def test_loading_a_saved_model_without_import_names_the_missing_op(tmp_path):
+    """What the README documents: without `import focal_op` the loader cannot find the op."""
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, 3], tf.float32)])
+        def loss(self, labels, logits):
+            return focal_op.sparse_softmax_focal_loss(labels, logits)
+
+    path = str(tmp_path / "saved")
+    tf.saved_model.save(Module(), path)
+    outputs = {}
+    for mode in ("import", "no-import"):
+        done = subprocess.run([sys.executable, "-c", SAVED_MODEL_SCRIPT, path, mode], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        outputs[mode] = done.stdout
+    assert "LOADED" in outputs["import"]
+    assert "Op type not registered 'FocalOp>SparseSoftmaxFocalLoss'" in outputs["no-import"], outputs["no-import"]
 
 
 def test_cuda_entry_points_without_a_gpu_raise_a_clear_error():

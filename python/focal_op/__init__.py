@@ -6,8 +6,10 @@
     loss = focal_op.sigmoid_focal_loss(targets, logits, alpha=0.25)         # binary / multi-label
     model.compile(loss=focal_op.losses.SparseCategoricalFocalLoss(from_logits=True))
 
-The TensorFlow op library is loaded on first use. Without TensorFlow, only the kernel core
-``focal_op._focal_core`` (NumPy arrays) is importable.
+Importing focal_op loads its TensorFlow op library after checking that the installed
+TensorFlow is the one it was built against (otherwise it warns, and the ops raise
+FocalOpBuildError). Without TensorFlow, only the kernel core ``focal_op._focal_core`` is
+importable.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ except ImportError:  # the kernel core alone (e.g. on a GPU machine without Tens
     pass
 else:
     from focal_op import losses, reference
-    from focal_op._loader import FocalOpBuildError, op_library
+    from focal_op._loader import FocalOpBuildError, FocalOpBuildWarning, load_at_import, op_library
     from focal_op.ops import sigmoid_focal_loss, softmax_focal_loss, sparse_softmax_focal_loss
+
+    load_at_import()
 
 from focal_op.weights import class_weights
 
@@ -37,4 +41,5 @@ __all__ = [
     "reference",
     "op_library",
     "FocalOpBuildError",
+    "FocalOpBuildWarning",
 ]

@@ -1,9 +1,17 @@
-"""Lazy loading of focal_op's TensorFlow op library, with a TensorFlow version check."""
+"""Loading of focal_op's TensorFlow op library, guarded by a TensorFlow version check.
+
+``import focal_op`` calls :func:`load_at_import`: when the installed TensorFlow is the one the
+library was built against, the library is loaded (about 15 ms) so that graphs and SavedModels
+containing focal_op ops can be loaded right after the import. Otherwise nothing native is
+loaded: the import warns with one sentence saying what to rebuild, and the first use of an op
+raises :class:`FocalOpBuildError` with that sentence.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import warnings
 
 _LIBRARY_NAME = "_focal_op_tf.so"
 
@@ -39,4 +47,23 @@ def op_library():
     path = os.path.join(_package_dir(), _LIBRARY_NAME)
     if not os.path.exists(path):
         raise FocalOpBuildError(f"focal_op's op library is missing: {path}. " + _rebuild_hint())
-    return tf.load_op_library(path)
+    try:
+        return tf.load_op_library(path)
+    except Exception as err:  # e.g. an undefined symbol from a TensorFlow built differently
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FocalOpBuildError(
+            f"focal_op's op library could not be loaded into TensorFlow {tf.__version__} ({first_line}). "
+            + _rebuild_hint()
+        ) from err
+
+
+class FocalOpBuildWarning(UserWarning):
+    """Warned at import when the op library cannot be used with the installed TensorFlow."""
+
+
+def load_at_import() -> None:
+    """Loads the op library if it matches the installed TensorFlow; otherwise warns once."""
+    try:
+        op_library()
+    except FocalOpBuildError as err:
+        warnings.warn(str(err), FocalOpBuildWarning, stacklevel=3)
