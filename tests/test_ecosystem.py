@@ -367,3 +367,29 @@ def test_bitwise_reproducible_with_op_determinism_enabled():
     assert done.returncode == 0, done.stderr[-3000:]
     runs = [line.split()[2:] for line in done.stdout.splitlines() if line.startswith("RUN")]
     assert len(runs) == 2 and runs[0] == runs[1], done.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# in-place gradients
+
+@pytest.mark.parametrize("kind", list(LOSSES))
+def test_gradient_through_a_matmul_in_a_graph(kind, rng):
+    """In a graph whose logits come from a matmul, the gradient op may write into the logits'
+    buffer (forward_input_or_allocate_output); the result must not change."""
+    x = tf.constant(rng.standard_normal((257, 8)), tf.float32)
+    w = tf.Variable(rng.standard_normal((8, 33)).astype(np.float32))
+    labels, _ = _inputs(kind, rng, (257, 33), tf.float32)
+    reference = {"sparse": focal_op.reference.sparse_softmax_focal_loss,
+                 "dense": focal_op.reference.softmax_focal_loss,
+                 "sigmoid": focal_op.reference.sigmoid_focal_loss}[kind]
+
+    def weight_gradient(loss_fn):
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(loss_fn(labels, tf.matmul(x, w), gamma=2.0, alpha=0.25))
+            return tape.gradient(loss, w)
+
+        return step().numpy()
+
+    np.testing.assert_allclose(weight_gradient(LOSSES[kind]), weight_gradient(reference), rtol=1e-4, atol=1e-5)

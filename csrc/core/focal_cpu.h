@@ -44,6 +44,8 @@ int64_t sparse_softmax_focal_forward_cpu(const T* logits, const Label* labels, i
 
 // Backward: logits_grad = loss_grad · d loss / d logits, from the forward's row_stats.
 // Same label handling: ignored rows get zeros, out-of-range rows NaN (returned as above).
+// Every backward (here and in focal_cuda.h) may write into the logits' own buffer: each logit
+// is read before its gradient is written.
 template <typename T, typename Label>
 int64_t sparse_softmax_focal_backward_cpu(const T* logits, const Label* labels, const acc_t<T>* row_stats,
                                           const T* loss_grad, int64_t classes, RowRange rows,

@@ -314,6 +314,12 @@ class SparseSoftmaxKernel : public OpKernel {
   bool has_ignore_class_ = false;
 };
 
+// A gradient op's output: the logits' buffer itself when no other op needs the logits any more
+// (TensorFlow decides; the kernels read each logit before writing its gradient), else new.
+absl::Status AllocateLogitsGrad(OpKernelContext* ctx, Tensor** logits_grad) {
+  return ctx->forward_input_or_allocate_output({1}, 0, ctx->input(1).shape(), logits_grad);
+}
+
 // The softmax forward ops' outputs: loss [batch] and row stats [batch, 4].
 absl::Status AllocateSoftmaxOutputs(OpKernelContext* ctx, const TensorShape& batch, Tensor** loss, Tensor** stats) {
   TF_RETURN_IF_ERROR(ctx->allocate_output(0, batch, loss));
@@ -363,7 +369,7 @@ class SparseSoftmaxFocalLossGradOp : public SparseSoftmaxKernel {
     const Tensor& labels = ctx->input(0);
     OP_REQUIRES_OK(ctx, CheckSoftmaxGradInputs<Acc>(ctx, batch));
     Tensor* logits_grad = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(1).shape(), &logits_grad));
+    OP_REQUIRES_OK(ctx, AllocateLogitsGrad(ctx, &logits_grad));
     const int64_t rows = batch.num_elements();
     if (rows == 0 || classes == 0) return;
     OP_REQUIRES_OK(ctx, Launch::SparseBackward(ctx, labels, CorePtr<T>(ctx->input(1)), labels.flat<Label>().data(),
@@ -411,7 +417,7 @@ class SoftmaxFocalLossGradOp : public OpKernel {
         ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, Launch::kAlphaOnHost, &batch, &classes, &params));
     OP_REQUIRES_OK(ctx, CheckSoftmaxGradInputs<Acc>(ctx, batch));
     Tensor* logits_grad = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(1).shape(), &logits_grad));
+    OP_REQUIRES_OK(ctx, AllocateLogitsGrad(ctx, &logits_grad));
     const int64_t rows = batch.num_elements();
     if (rows == 0 || classes == 0) return;
     OP_REQUIRES_OK(ctx, Launch::DenseBackward(ctx, CorePtr<T>(ctx->input(1)), CorePtr<T>(ctx->input(0)),
@@ -442,7 +448,7 @@ class SigmoidFocalLossOp : public OpKernel {
       loss_grad_ptr = CorePtr<T>(loss_grad);
     }
     Tensor* out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, logits.shape(), &out));
+    OP_REQUIRES_OK(ctx, kBackward ? AllocateLogitsGrad(ctx, &out) : ctx->allocate_output(0, logits.shape(), &out));
     const int64_t elements = logits.NumElements();
     if (elements == 0) return;
     OP_REQUIRES_OK(ctx, Launch::Sigmoid(ctx, CorePtr<T>(logits), CorePtr<T>(ctx->input(0)), loss_grad_ptr, elements,
