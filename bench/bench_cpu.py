@@ -8,6 +8,9 @@ Suites: sparse (integer labels), dense (one-hot labels) and sigmoid (multi-label
     python bench/bench_cpu.py --json-dir bench/results  # also write cpu_<suite>.json
 
 Every ratio is "that implementation's median time / focal_op's median time" from the same run.
+The "fwd peak MiB" column is the forward's peak memory beyond its inputs, measured in a child
+process whose TensorFlow CPU allocator keeps statistics (TF_CPU_ALLOCATOR_USE_BFC=true); the
+timings come from the default allocator.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -158,6 +162,38 @@ def run(suite, shapes, repeats, min_seconds):
     return rows_out
 
 
+def forward_peak_mib(suite, shapes):
+    """{shape: {implementation: MiB}}: peak allocation of one forward beyond its inputs.
+    Runs in this process; needs TF_CPU_ALLOCATOR_USE_BFC=true set before TensorFlow started."""
+    rng = np.random.default_rng(0)
+    peaks = {}
+    for n, c in shapes:
+        logits = tf.constant(rng.standard_normal((n, c), dtype=np.float32) * 3)
+        labels = _labels(suite, rng, n, c)
+        peaks[f"{n}x{c}"] = {}
+        for name, (loss_fn, mode) in _implementations(suite).items():
+            if mode == "eager" and n * c > 40_000_000:
+                continue
+            step = _step(loss_fn, mode, False)
+            _block(step(labels, logits))
+            tf.config.experimental.reset_memory_stats("CPU:0")
+            before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+            _block(step(labels, logits))
+            peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
+            peaks[f"{n}x{c}"][name] = (peak - before) / 2**20
+    return peaks
+
+
+def measure_peaks_in_child(suite, quick):
+    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true", TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, os.path.abspath(__file__), "--memory-child", "--suite", suite] + (["--quick"] if quick else [])
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+    if done.returncode != 0:
+        print(f"peak-memory child failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return {}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def print_table(suite, rows, bandwidth):
     fused = "focal_op fused"
     labels = {"sparse": "int64 labels", "dense": "one-hot float labels", "sigmoid": "0/1 float labels, 10% positive"}
@@ -165,7 +201,8 @@ def print_table(suite, rows, bandwidth):
     print("median ms; x = time / focal_op fused time (same run)")
     print(f"copy bandwidth {bandwidth:.1f} GB/s; floor = bytes moved (fwd: logits (and N x C labels) read;"
           " fwd+bwd: read twice, gradient written once) / copy bandwidth\n")
-    header = f"| {'shape':>13} | {'implementation':<34} | {'fwd ms':>8} | {'x':>6} | {'fwd+bwd ms':>10} | {'x':>6} |"
+    header = (f"| {'shape':>13} | {'implementation':<34} | {'fwd ms':>8} | {'x':>6} | {'fwd+bwd ms':>10} | {'x':>6} "
+              f"| {'fwd peak MiB':>12} |")
     print(header)
     print("|" + "|".join("-" * (len(col)) for col in header.split("|")[1:-1]) + "|")
     for row in rows:
@@ -174,13 +211,17 @@ def print_table(suite, rows, bandwidth):
         for name, r in row["results"].items():
             fx = r["forward_ms"] / base["forward_ms"]
             bx = r["forward_backward_ms"] / base["forward_backward_ms"]
+            peak = r.get("forward_peak_mib")
+            peak_text = f"{peak:12.1f}" if peak is not None else f"{'':>12}"
             print(f"| {str(shape):>13} | {name:<34} | {r['forward_ms']:8.2f} | {fx:6.2f} | "
-                  f"{r['forward_backward_ms']:10.2f} | {bx:6.2f} |")
+                  f"{r['forward_backward_ms']:10.2f} | {bx:6.2f} | {peak_text} |")
         nbytes = shape[0] * shape[1] * 4
         label_bytes = 0 if suite == "sparse" else nbytes  # dense and sigmoid labels are N x C too
         floor_fwd = 1e3 * (nbytes + label_bytes) / (bandwidth * 1e9)
         floor_fb = 1e3 * (3 * nbytes + 2 * label_bytes) / (bandwidth * 1e9)
-        print(f"| {str(shape):>13} | {'bandwidth floor':<34} | {floor_fwd:8.2f} | {'':>6} | {floor_fb:10.2f} | {'':>6} |")
+        nxc = shape[0] * shape[1] * 4 / 2**20
+        print(f"| {str(shape):>13} | {'bandwidth floor':<34} | {floor_fwd:8.2f} | {'':>6} | {floor_fb:10.2f} | {'':>6} "
+              f"| {f'(N x C: {nxc:.0f})':>12} |")
 
 
 def main():
@@ -190,13 +231,22 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smaller shapes and fewer repeats")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--json-dir", help="write cpu_<suite>.json measurements into this folder")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory column")
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.memory_child:
+        print(json.dumps(forward_peak_mib(args.suite[0], shapes)))
+        return
     repeats = args.repeats or (3 if args.quick else 7)
     min_seconds = 0.2 if args.quick else 1.0
     bandwidth = copy_bandwidth_gbps()
     for suite in args.suite or ["sparse", "dense", "sigmoid"]:
         rows = run(suite, shapes, repeats, min_seconds)
+        peaks = {} if args.no_memory else measure_peaks_in_child(suite, args.quick)
+        for row in rows:
+            for name, result in row["results"].items():
+                result["forward_peak_mib"] = peaks.get("x".join(map(str, row["shape"])), {}).get(name)
         print_table(suite, rows, bandwidth)
         if args.json_dir:
             info = {"suite": suite, "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
