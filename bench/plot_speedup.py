@@ -43,18 +43,21 @@ def main():
         rows = run["rows"]
         names = _baselines(list(rows[0]["results"]))
         width = 0.8 / len(names)
+        highest = 0.0
         for i, name in enumerate(names):
             ratios = [r["results"][name]["forward_backward_ms"] / r["results"][FUSED]["forward_backward_ms"]
                       for r in rows]
             positions = [k + (i - (len(names) - 1) / 2) * width for k in range(len(rows))]
             ax.bar(positions, ratios, width, label=name)
+            highest = max(highest, *ratios)
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.axhline(3.0, color="grey", linewidth=0.8, linestyle="--")
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels(["{}x{}".format(*r["shape"]) for r in rows], fontsize=8)
         ax.set_title(f"{suite}: forward+backward")
         ax.set_ylabel("time / focal_op fused time")
-        ax.legend(fontsize=7, loc="upper left")
+        ax.set_ylim(0, highest * 1.4)
+        ax.legend(fontsize=7, loc="upper center", ncol=2)
     fig.suptitle(f"focal_op on the CPU ({runs[next(iter(runs))]['cpus']} cores, TensorFlow "
                  f"{runs[next(iter(runs))]['tensorflow']}, float32, gamma=2): higher is faster; dashed line 3x")
     fig.tight_layout()

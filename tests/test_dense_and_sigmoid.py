@@ -294,3 +294,21 @@ def test_dense_short_rows_in_blocks_match_reference(classes, rng):
                                             tf.cast(logits, tf.float32), **kwargs)
         np.testing.assert_allclose(loss32, ref_loss, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(grad32, ref_grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("classes", [3, 10, 21, 32])
+def test_dense_single_label_rows_match_reference(classes, rng):
+    """Rows with at most one non-zero label (one-hot, a scaled one-hot, all zeros) take the
+    single-target short-row kernels; a block with a soft row takes the every-class ones."""
+    rows = 48
+    labels = np.zeros((rows, classes))
+    targets = rng.integers(0, classes, rows)
+    labels[np.arange(rows), targets] = rng.choice([1.0, 0.7, 0.0], size=rows)
+    labels[40] = rng.dirichlet(np.ones(classes))  # the third block of 16 has a soft row
+    logits = tf.constant(random_logits(rng, (rows, classes)), tf.float64)
+    for alpha in (None, rng.uniform(0.1, 1.0, classes)):
+        kwargs = dict(gamma=2.0, alpha=alpha)
+        got = value_and_gradient(focal_op.softmax_focal_loss, labels, logits, **kwargs)
+        want = value_and_gradient(focal_op.reference.softmax_focal_loss, labels, logits, **kwargs)
+        _assert_close(got[0], want[0], tf.float64)
+        _assert_close(got[1], want[1], tf.float64)

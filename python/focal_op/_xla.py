@@ -68,11 +68,45 @@ def softmax_focal_loss(weights, logits, alpha, gamma, epsilon, bad_rows=None):
     return focal(logits)
 
 
+def _target_only_loss(labels, logits, alpha, gamma, epsilon, keep, bad_rows):
+    """Hard labels without smoothing: only the target class carries weight, so the focal term
+    is needed at one class per row (as in the fused kernels) and no one-hot is formed."""
+    compute = _checks.compute_dtype(logits.dtype)
+    gamma = tf.cast(gamma, compute)
+    epsilon = tf.cast(epsilon, compute)
+    alpha = tf.cast(alpha, compute)
+    target_alpha = tf.gather(alpha, labels) if alpha.shape.rank == 1 else alpha
+    weight = tf.cast(keep, compute) * target_alpha
+    classes = tf.shape(logits)[-1]
+
+    @tf.custom_gradient
+    def focal(z):
+        log_p = tf.nn.log_softmax(tf.cast(z, compute), axis=-1)
+        log_pt = tf.gather(log_p, labels, batch_dims=labels.shape.rank)
+        term, h = _focal_term(log_pt, tf.exp(log_pt), gamma, epsilon)
+        loss = tf.where(bad_rows, tf.constant(float("nan"), compute), weight * term)
+
+        def gradient(loss_grad):
+            g = weight * h * tf.cast(loss_grad, compute)
+            one_hot = tf.one_hot(labels, classes, dtype=compute)
+            grad = (one_hot - tf.exp(log_p)) * g[..., None]
+            grad = tf.where(bad_rows[..., None], tf.constant(float("nan"), compute), grad)
+            return tf.cast(grad, z.dtype)
+
+        return tf.cast(loss, z.dtype), gradient
+
+    return focal(logits)
+
+
 def sparse_softmax_focal_loss(labels, logits, alpha, gamma, epsilon, label_smoothing, ignore_class):
     classes = tf.shape(logits, out_type=labels.dtype)[-1]
     compute = _checks.compute_dtype(logits.dtype)
     in_range = tf.logical_and(labels >= 0, labels < classes)
     keep = tf.ones_like(labels, dtype=tf.bool) if ignore_class is None else tf.not_equal(labels, ignore_class)
+    if tf.get_static_value(label_smoothing) == 0:
+        safe_labels = tf.where(in_range, labels, tf.zeros_like(labels))
+        bad_rows = tf.logical_and(keep, tf.logical_not(in_range))
+        return _target_only_loss(safe_labels, logits, alpha, gamma, epsilon, keep, bad_rows)
     smoothing = tf.cast(label_smoothing, compute)
     one_hot = tf.one_hot(tf.where(in_range, labels, tf.zeros_like(labels)), tf.cast(classes, tf.int32), dtype=compute)
     weights = one_hot * (1 - smoothing) + smoothing / tf.cast(classes, compute)
