@@ -15,4 +15,5 @@ cp python/focal_op/*.py "$stage/focal_op/"
 export PYTHONPATH=$stage
 python3 -c "from focal_op import _focal_core as c; print('CUDA devices:', c.cuda_device_count())"
 python3 -m pytest -q -rs tests/test_numpy_oracle.py tests/test_cuda_kernels.py 2>&1 | tee "$out/pytest_gpu.txt"
-python3 bench/bench_gpu.py --json "$out/bench_gpu.json" 2>&1 | tee "$out/bench_gpu.txt"
+python3 bench/bench_gpu.py --json "$out/bench_gpu_float32.json" 2>&1 | tee "$out/bench_gpu_float32.txt"
+python3 bench/bench_gpu.py --dtype bfloat16 --json "$out/bench_gpu_bfloat16.json" 2>&1 | tee "$out/bench_gpu_bfloat16.txt"
