@@ -34,8 +34,8 @@ def dense_softmax(y, z, alpha=None, gamma=2.0, epsilon=0.0, label_smoothing=0.0,
     q = 1.0 - p
     loss = np.sum(weight * q**gamma * -log_p, axis=-1)
     # d term / d p = γ q^(γ-1) log p - q^γ / p; zero where the clip is active
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dq = np.where(gamma == 0, 0.0, gamma * q ** (gamma - 1.0) * log_p)
+    with np.errstate(divide="ignore", invalid="ignore"):  # q = 0 (p = 1): the limit of q^(γ-1) log p is 0
+        dq = np.where((gamma == 0) | (q == 0), 0.0, gamma * q ** (gamma - 1.0) * log_p)
     dterm_dp = np.where(clipped, 0.0, dq - q**gamma / p)
     p_true, _ = _softmax(z)
     s = weight * dterm_dp * p_true  # Σ_c s_c (δ_cj - p_j)
@@ -65,8 +65,8 @@ def sigmoid(y, x, alpha=None, gamma=2.0, label_smoothing=0.0, upstream=None):
     a = 1.0 if alpha is None else y * alpha + (1.0 - y) * (1.0 - np.asarray(alpha, np.float64))
     loss = a * q**gamma * bce
     # d/dx: dq/dx = (1 - 2y) p (1 - p); d bce/dx = p - y
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dq_pow = np.where(gamma == 0, 0.0, gamma * q ** (gamma - 1.0) * (1.0 - 2.0 * y) * p * (1.0 - p))
+    with np.errstate(divide="ignore", invalid="ignore"):  # q = 0 (saturated): the limit is 0
+        dq_pow = np.where((gamma == 0) | (q == 0), 0.0, gamma * q ** (gamma - 1.0) * (1.0 - 2.0 * y) * p * (1.0 - p))
     grad = a * (dq_pow * bce + q**gamma * (p - y))
     if upstream is not None:
         grad = grad * np.asarray(upstream, np.float64)
