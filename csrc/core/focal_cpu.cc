@@ -112,7 +112,7 @@ int64_t sparse_softmax_focal_backward_cpu(const T* logits, const Label* labels, 
                                                               const SoftmaxFocalParams&, T*, acc_t<T>*);          \
   template int64_t sparse_softmax_focal_backward_cpu<T, Label>(const T*, const Label*, const acc_t<T>*, const T*, \
                                                                int64_t, RowRange, const SoftmaxFocalParams&, T*);
-FOCAL_FOR_EACH_CPU_TYPE(FOCAL_INSTANTIATE_SPARSE_SOFTMAX)
+FOCAL_FOR_EACH_TYPE(FOCAL_INSTANTIATE_SPARSE_SOFTMAX)
 
     template <typename T>
     void dense_softmax_focal_forward_cpu(const T* logits, const T* labels, int64_t classes, RowRange rows,
@@ -140,6 +140,6 @@ void sigmoid_focal_cpu(const T* logits, const T* labels, const T* loss_grad, int
   template void dense_softmax_focal_backward_cpu<T>(const T*, const T*, const acc_t<T>*, const T*, int64_t, RowRange, \
                                                     const SoftmaxFocalParams&, T*);                                   \
   template void sigmoid_focal_cpu<T>(const T*, const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, T*);
-FOCAL_FOR_EACH_CPU_FLOAT_TYPE(FOCAL_INSTANTIATE_ELEMENTWISE)
+FOCAL_FOR_EACH_FLOAT_TYPE(FOCAL_INSTANTIATE_ELEMENTWISE)
 
 }  // namespace focal

@@ -16,24 +16,6 @@ struct RowRange {
   int64_t end;
 };
 
-// X(T, Label) for every logits and labels type the CPU kernels are built for.
-#define FOCAL_FOR_EACH_CPU_TYPE(X) \
-  X(float16_bits, int32_t)         \
-  X(float16_bits, int64_t)         \
-  X(bfloat16_bits, int32_t)        \
-  X(bfloat16_bits, int64_t)        \
-  X(float, int32_t)                \
-  X(float, int64_t)                \
-  X(double, int32_t)               \
-  X(double, int64_t)
-
-// X(T) for every logits type.
-#define FOCAL_FOR_EACH_CPU_FLOAT_TYPE(X) \
-  X(float16_bits)                        \
-  X(bfloat16_bits)                       \
-  X(float)                               \
-  X(double)
-
 // Forward of the sparse-label softmax focal loss over rows [rows.begin, rows.end).
 // logits: [rows, classes]; labels, loss: [rows]; row_stats: [rows, kSoftmaxRowStats].
 // Ignored rows get loss 0. A row whose label is outside [0, classes) (and not ignore_class) gets

@@ -507,7 +507,7 @@ std::string cuda_unavailable_reason() {
                                                                    const SoftmaxFocalParams&, T*, acc_t<T>*, void*); \
   template std::string sparse_softmax_focal_backward_cuda<T, Label>(                                                 \
       const T*, const Label*, const acc_t<T>*, const T*, int64_t, int64_t, const SoftmaxFocalParams&, T*, void*);
-FOCAL_FOR_EACH_CUDA_TYPE(FOCAL_INSTANTIATE_SPARSE)
+FOCAL_FOR_EACH_TYPE(FOCAL_INSTANTIATE_SPARSE)
 #undef FOCAL_INSTANTIATE_SPARSE
 
 #define FOCAL_INSTANTIATE_ELEMENTWISE(T)                                                                            \
@@ -517,7 +517,7 @@ FOCAL_FOR_EACH_CUDA_TYPE(FOCAL_INSTANTIATE_SPARSE)
                                                             int64_t, const SoftmaxFocalParams&, T*, void*);         \
   template std::string sigmoid_focal_cuda<T>(const T*, const T*, const T*, int64_t, int64_t,                        \
                                              const SigmoidFocalParams&, T*, void*);
-FOCAL_FOR_EACH_CUDA_FLOAT_TYPE(FOCAL_INSTANTIATE_ELEMENTWISE)
+FOCAL_FOR_EACH_FLOAT_TYPE(FOCAL_INSTANTIATE_ELEMENTWISE)
 #undef FOCAL_INSTANTIATE_ELEMENTWISE
 
 }  // namespace focal

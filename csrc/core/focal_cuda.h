@@ -17,23 +17,6 @@
 
 namespace focal {
 
-// X(T, Label) for every logits and labels type the CUDA kernels are built for (the CPU's).
-#define FOCAL_FOR_EACH_CUDA_TYPE(X) \
-  X(float16_bits, int32_t)          \
-  X(float16_bits, int64_t)          \
-  X(bfloat16_bits, int32_t)         \
-  X(bfloat16_bits, int64_t)         \
-  X(float, int32_t)                 \
-  X(float, int64_t)                 \
-  X(double, int32_t)                \
-  X(double, int64_t)
-
-#define FOCAL_FOR_EACH_CUDA_FLOAT_TYPE(X) \
-  X(float16_bits)                         \
-  X(bfloat16_bits)                        \
-  X(float)                                \
-  X(double)
-
 // logits [rows, classes], labels and loss [rows], row_stats [rows, kSoftmaxRowStats].
 template <typename T, typename Label>
 std::string sparse_softmax_focal_forward_cuda(const T* logits, const Label* labels, int64_t rows, int64_t classes,

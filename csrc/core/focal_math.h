@@ -141,6 +141,24 @@ FOCAL_HD bfloat16_bits to_bfloat16(float f) {
   return bfloat16_bits{static_cast<uint16_t>(rounded >> 16)};
 }
 
+// X(T, Label) for every logits and labels type the kernels (CPU and CUDA) are built for.
+#define FOCAL_FOR_EACH_TYPE(X) \
+  X(float16_bits, int32_t)     \
+  X(float16_bits, int64_t)     \
+  X(bfloat16_bits, int32_t)    \
+  X(bfloat16_bits, int64_t)    \
+  X(float, int32_t)            \
+  X(float, int64_t)            \
+  X(double, int32_t)           \
+  X(double, int64_t)
+
+// X(T) for every logits type.
+#define FOCAL_FOR_EACH_FLOAT_TYPE(X) \
+  X(float16_bits)                    \
+  X(bfloat16_bits)                   \
+  X(float)                           \
+  X(double)
+
 // Storage type -> accumulation type (float for 16- and 32-bit logits, double for double).
 template <typename T>
 struct AccumulateOf {

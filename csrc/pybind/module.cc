@@ -380,11 +380,10 @@ std::string logits_type(const DeviceArray& logits, const std::optional<std::stri
   return logits.type;
 }
 
-void check_same(const DeviceArray& a, const char* name, const std::vector<int64_t>& shape, const std::string& type,
-                const std::string& type_name) {
+void check_same(const DeviceArray& a, const char* name, const std::vector<int64_t>& shape, const std::string& type) {
   if (a.shape != shape) throw py::value_error(std::string(name) + " has the wrong shape");
   if (a.type != type && !(a.type == "raw16" && item_size(type) == 2)) {
-    throw py::type_error(std::string(name) + " must have the dtype " + type_name + "; got " + a.type);
+    throw py::type_error(std::string(name) + " must have the dtype " + type + "; got " + a.type);
   }
 }
 
@@ -441,7 +440,7 @@ DeviceSoftmaxCall prepare_device_softmax(const py::object& labels, const py::obj
   call.rows = 1;
   for (int64_t d : call.batch) call.rows *= d;
   if (dense) {
-    check_same(call.labels, "labels", call.logits.shape, call.type, call.type);
+    check_same(call.labels, "labels", call.logits.shape, call.type);
   } else if (call.labels.shape != call.batch) {
     throw py::value_error("labels must have the shape of logits without its last axis");
   }
@@ -468,10 +467,10 @@ void softmax_forward_cuda(const py::object& labels, const py::object& logits, co
       prepare_device_softmax(labels, logits, dense, alpha, gamma, epsilon, label_smoothing, ignore_class, dtype);
   const DeviceArray loss = device_array(loss_out, "loss", true);
   const DeviceArray stats = device_array(row_stats_out, "row_stats", true);
-  check_same(loss, "loss", call.batch, call.type, call.type);
+  check_same(loss, "loss", call.batch, call.type);
   std::vector<int64_t> stats_shape = call.batch;
   stats_shape.push_back(focal::kSoftmaxRowStats);
-  check_same(stats, "row_stats", stats_shape, stats_type_name(call.type), stats_type_name(call.type));
+  check_same(stats, "row_stats", stats_shape, stats_type_name(call.type));
   const std::string label_type = dense ? "int32" : call.labels.type;
   throw_if_failed(dispatch_type_names(label_type, call.type, [&](auto logit_tag, auto label_tag) {
     using T = decltype(logit_tag);
@@ -499,9 +498,9 @@ void softmax_backward_cuda(const py::object& labels, const py::object& logits, c
   const DeviceArray grad = device_array(logits_grad_out, "logits_grad", true);
   std::vector<int64_t> stats_shape = call.batch;
   stats_shape.push_back(focal::kSoftmaxRowStats);
-  check_same(stats, "row_stats", stats_shape, stats_type_name(call.type), stats_type_name(call.type));
-  check_same(loss_grad, "loss_grad", call.batch, call.type, call.type);
-  check_same(grad, "logits_grad", call.logits.shape, call.type, call.type);
+  check_same(stats, "row_stats", stats_shape, stats_type_name(call.type));
+  check_same(loss_grad, "loss_grad", call.batch, call.type);
+  check_same(grad, "logits_grad", call.logits.shape, call.type);
   const std::string label_type = dense ? "int32" : call.labels.type;
   throw_if_failed(dispatch_type_names(label_type, call.type, [&](auto logit_tag, auto label_tag) {
     using T = decltype(logit_tag);
@@ -529,12 +528,12 @@ void sigmoid_cuda(const py::object& labels_in, const py::object& logits_in, cons
   const DeviceArray labels = device_array(labels_in, "labels", false);
   const DeviceArray out = device_array(out_array, loss_grad_in.is_none() ? "loss" : "logits_grad", true);
   const std::string type = logits_type(logits, dtype);
-  check_same(labels, "labels", logits.shape, type, type);
-  check_same(out, "output", logits.shape, type, type);
+  check_same(labels, "labels", logits.shape, type);
+  check_same(out, "output", logits.shape, type);
   const void* loss_grad_ptr = nullptr;
   if (!loss_grad_in.is_none()) {
     const DeviceArray loss_grad = device_array(loss_grad_in, "loss_grad", false);
-    check_same(loss_grad, "loss_grad", logits.shape, type, type);
+    check_same(loss_grad, "loss_grad", logits.shape, type);
     loss_grad_ptr = loss_grad.data;
   }
   focal::SigmoidFocalParams params;
