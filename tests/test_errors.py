@@ -147,21 +147,38 @@ ISA_SCRIPT = textwrap.dedent(
     import numpy as np, tensorflow as tf, focal_op
     rng = np.random.default_rng(7)
     out = {}
-    for c in (3, 10, 21, 37, 1000):
-        z = tf.constant(rng.standard_normal((9, c)).astype(np.float32) * 4)
-        y = tf.constant(rng.integers(0, c, 9))
+
+    def record(key, fn, labels, logits):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            loss = fn(labels, logits)
+        out["loss_" + key] = loss.numpy()
+        out["grad_" + key] = tape.gradient(loss, logits).numpy()
+
+    # 37 rows: whole blocks of 4, 8 and 16 short rows (one per vector lane) and a remainder
+    for c in (3, 10, 21, 32, 33, 37, 1000):
+        z = tf.constant(rng.standard_normal((37, c)).astype(np.float32) * 4)
+        y = tf.constant(rng.integers(0, c, 37))
+        one_hot = tf.one_hot(y, c)
+        soft = tf.constant(rng.dirichlet(np.ones(c), 37).astype(np.float32))
         for smoothing in (0.0, 0.1):
-            with tf.GradientTape() as tape:
-                tape.watch(z)
-                loss = focal_op.sparse_softmax_focal_loss(y, z, gamma=0.5, label_smoothing=smoothing)
-            out[f"loss{c}_{smoothing}"] = loss.numpy()
-            out[f"grad{c}_{smoothing}"] = tape.gradient(loss, z).numpy()
+            for gamma in (0.5, 2.0):
+                for name, module in (("op", focal_op), ("ref", focal_op.reference)):
+                    dtype = tf.float32 if name == "op" else tf.float64
+                    zz = tf.cast(z, dtype)
+                    record(f"{name}_sparse{c}_{smoothing}_{gamma}", lambda y_, z_: module.sparse_softmax_focal_loss(
+                        y_, z_, gamma=gamma, alpha=0.25, label_smoothing=smoothing), y, zz)
+                    for labels_name, labels in (("onehot", one_hot), ("soft", soft)):
+                        record(f"{name}_{labels_name}{c}_{smoothing}_{gamma}", lambda y_, z_: module.softmax_focal_loss(
+                            y_, z_, gamma=gamma, label_smoothing=smoothing), tf.cast(labels, dtype), zz)
     np.savez(sys.argv[1], **out)
     """
 )
 
 
 def test_every_cpu_instruction_set_gives_the_same_result(tmp_path):
+    """Each instruction set's kernels (generic: 4 short rows per vector, avx2: 8, avx512: 16) against
+    the float64 reference and against each other."""
     import os
 
     results = {}
@@ -174,10 +191,17 @@ def test_every_cpu_instruction_set_gives_the_same_result(tmp_path):
                               text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         results[isa] = np.load(path)
-    for isa in ("avx2", "best"):
-        for key in results["generic"].files:
-            np.testing.assert_allclose(results[isa][key], results["generic"][key], rtol=1e-5, atol=1e-7,
-                                       err_msg=f"{isa} {key}")
+    keys = [key for key in results["generic"].files if "_op_" in key]
+    assert len(keys) == 2 * 7 * 2 * 2 * 3
+    for isa in ("generic", "avx2", "best"):
+        for key in keys:
+            reference = results[isa][key.replace("_op_", "_ref_")]
+            scale = np.max(np.abs(reference))
+            np.testing.assert_allclose(results[isa][key], reference, rtol=2e-5, atol=2e-6 * scale,
+                                       err_msg=f"{isa} {key} vs float64 reference")
+            if isa != "generic":
+                np.testing.assert_allclose(results[isa][key], results["generic"][key], rtol=1e-5, atol=1e-7,
+                                           err_msg=f"{isa} {key}")
 
 
 GUARD_SCRIPT = textwrap.dedent(

@@ -15,20 +15,51 @@
 
 namespace focal {
 
-FOCAL_HD float exp_vectorizable(float x) {
+// FloatLanes<F>: the float (F = float) or GCC/Clang vector of floats (F = float
+// __attribute__((vector_size(...)))) the templates below work on, with its bit pattern type.
+template <typename F>
+struct FloatLanes {
+  using Bits = uint32_t;
+};
+#if defined(__GNUC__) && !defined(__CUDACC__)
+template <int kCount>
+struct FloatVector {
+  typedef float type __attribute__((vector_size(4 * kCount)));
+  typedef uint32_t bits __attribute__((vector_size(4 * kCount)));
+  typedef int32_t ints __attribute__((vector_size(4 * kCount)));
+};
+template <>
+struct FloatLanes<FloatVector<4>::type> {
+  using Bits = FloatVector<4>::bits;
+};
+template <>
+struct FloatLanes<FloatVector<8>::type> {
+  using Bits = FloatVector<8>::bits;
+};
+template <>
+struct FloatLanes<FloatVector<16>::type> {
+  using Bits = FloatVector<16>::bits;
+};
+#endif
+
+// exp on a float or, lane by lane, on a vector of floats (the same instructions either way).
+template <typename F>
+FOCAL_HD F exp_lanes(F x) {
+  using Bits = typename FloatLanes<F>::Bits;
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f;  // 8 significant bits: n · kLn2Hi is exact
   constexpr float kLn2Lo = -2.12194440e-4f;
   constexpr float kRoundMagic = 12582912.0f;  // 1.5 · 2^23: adding it rounds to an integer
   constexpr float kLowest = -87.33654475f;    // below: 2^n would be subnormal
   constexpr float kHighest = 88.0f;           // callers pass x <= 0 (logit - row max)
-  const bool underflows = x < kLowest;
-  float clamped = x < kLowest ? kLowest : x;
-  clamped = clamped > kHighest ? kHighest : clamped;
-  const float shifted = clamped * kLog2e + kRoundMagic;
-  const float n = shifted - kRoundMagic;
-  const float r = (clamped - n * kLn2Hi) - n * kLn2Lo;
-  float poly = 1.0f / 5040.0f;
+  const F zero{};
+  const auto underflows = x < kLowest;
+  F clamped = underflows ? zero + kLowest : x;
+  clamped = clamped > kHighest ? zero + kHighest : clamped;
+  const F shifted = clamped * kLog2e + kRoundMagic;
+  const F n = shifted - kRoundMagic;
+  const F r = (clamped - n * kLn2Hi) - n * kLn2Lo;
+  F poly = zero + 1.0f / 5040.0f;
   poly = poly * r + 1.0f / 720.0f;
   poly = poly * r + 1.0f / 120.0f;
   poly = poly * r + 1.0f / 24.0f;
@@ -37,12 +68,18 @@ FOCAL_HD float exp_vectorizable(float x) {
   poly = poly * r + 1.0f;
   poly = poly * r + 1.0f;
   // n sits in the low mantissa bits of `shifted`; move it into a float exponent
-  const uint32_t scale_bits = (__builtin_bit_cast(uint32_t, shifted) - 0x4B400000u + 127u) << 23;
-  const float value = poly * __builtin_bit_cast(float, scale_bits);
-  return underflows ? 0.0f : value;
+  const Bits scale_bits = (__builtin_bit_cast(Bits, shifted) - 0x4B400000u + 127u) << 23;
+  const F value = poly * __builtin_bit_cast(F, scale_bits);
+  return underflows ? zero : value;
 }
 
+FOCAL_HD float exp_vectorizable(float x) { return exp_lanes(x); }
+
 FOCAL_HD double exp_vectorizable(double x) { return math_exp(x); }
+template <typename F>
+FOCAL_HD F exp_vectorizable(F x) {  // a vector of floats
+  return exp_lanes(x);
+}
 
 // log(x) = e·ln 2 + log(m), x = m·2^e with m in [sqrt(1/2), sqrt(2)); log(m) = 2 atanh(s),
 // s = (m-1)/(m+1), |s| <= 0.172, by its odd series to s^9 (truncation < 3e-9 relative).

@@ -221,8 +221,8 @@ FOCAL_HD Acc exp_of_difference(Acc z, Acc m) {
   const Acc hi = z - m;
   const Acc bb = hi - z;
   const Acc error = (z - (hi - bb)) + (-m - bb);
-  const Acc lo = error == error ? error : Acc(0);  // infinities (padding, -inf logits) give NaN: drop it
-  return Math::exp(hi) * (Acc(1) + lo);
+  const Acc lo = error == error ? error : Acc{};  // infinities (padding, -inf logits) give NaN: drop it
+  return Math::exp(hi) * (lo + 1);  // (written so that Acc may also be a CPU vector of floats)
 }
 
 // The per-row constants every class of a row shares.
