@@ -296,10 +296,11 @@ def test_dense_short_rows_in_blocks_match_reference(classes, rng):
         np.testing.assert_allclose(grad32, ref_grad, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("classes", [3, 10, 21, 32])
+@pytest.mark.parametrize("classes", [3, 10, 21, 32, 33, 200])
 def test_dense_single_label_rows_match_reference(classes, rng):
     """Rows with at most one non-zero label (one-hot, a scaled one-hot, all zeros) take the
-    single-target short-row kernels; a block with a soft row takes the every-class ones."""
+    single-target kernels (blocks of short float32 rows, and every long row); a block with a
+    soft row takes the every-class ones."""
     rows = 48
     labels = np.zeros((rows, classes))
     targets = rng.integers(0, classes, rows)
@@ -312,3 +313,7 @@ def test_dense_single_label_rows_match_reference(classes, rng):
         want = value_and_gradient(focal_op.reference.softmax_focal_loss, labels, logits, **kwargs)
         _assert_close(got[0], want[0], tf.float64)
         _assert_close(got[1], want[1], tf.float64)
+        got32 = value_and_gradient(focal_op.softmax_focal_loss, labels.astype(np.float32),
+                                   tf.cast(logits, tf.float32), **kwargs)
+        _assert_close(got32[0], want[0], tf.float32)
+        _assert_close(got32[1], want[1], tf.float32)

@@ -70,6 +70,9 @@ struct LibmMath {
   FOCAL_HD static Acc pow(Acc x, Acc y) {
     return math_pow(x, y);
   }
+  // {1 / (1 + e), log1p(e)} for e = exp(-|x|) in [0, 1] (see sigmoid_focal)
+  template <typename Acc>
+  FOCAL_HD static void reciprocal_and_log1p(Acc e, Acc& reciprocal, Acc& log1p_e);
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -242,6 +245,12 @@ FOCAL_HD Acc log1p_nonnegative(Acc x) {
   const Acc ratio = u == Acc(1) ? Acc(1) : x / (u - Acc(1));  // selects, no branches: vectorisable
   const Acc result = Math::log(u) * ratio;
   return u == Acc(1) ? x : (u == Acc(INFINITY) ? u : result);
+}
+
+template <typename Acc>
+FOCAL_HD void LibmMath::reciprocal_and_log1p(Acc e, Acc& reciprocal, Acc& log1p_e) {
+  reciprocal = Acc(1) / (Acc(1) + e);
+  log1p_e = log1p_nonnegative<LibmMath>(e);
 }
 
 template <typename Math = LibmMath, typename Acc>
@@ -440,11 +449,12 @@ struct SigmoidFocalTerm {
 
 template <typename Math = LibmMath, typename Acc>
 FOCAL_HD SigmoidFocalTerm<Acc> sigmoid_focal(Acc x, Acc y, bool has_alpha, Acc alpha, Acc gamma) {
-  const Acc e = Math::exp(-(x < Acc(0) ? -x : x));  // exp(-|x|) in (0, 1]
-  const Acc inv = Acc(1) / (Acc(1) + e);
+  const Acc e = Math::exp(-(x < Acc(0) ? -x : x));  // exp(-|x|) in [0, 1]
+  Acc inv, log1p_e;
+  Math::reciprocal_and_log1p(e, inv, log1p_e);    // 1 / (1 + e), log1p(e)
   const Acc p = x >= Acc(0) ? inv : e * inv;      // sigmoid(x)
   const Acc p_neg = x >= Acc(0) ? e * inv : inv;  // sigmoid(-x) = 1 - p
-  const Acc bce = (x > Acc(0) ? x * (Acc(1) - y) : -x * y) + log1p_nonnegative<Math>(e);
+  const Acc bce = (x > Acc(0) ? x * (Acc(1) - y) : -x * y) + log1p_e;
   const Acc q = y * p_neg + (Acc(1) - y) * p;
   const Acc r = q > Acc(0) ? p * p_neg / q : Acc(1);
   const Acc alpha_t = has_alpha ? y * alpha + (Acc(1) - y) * (Acc(1) - alpha) : Acc(1);
