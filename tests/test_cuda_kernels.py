@@ -151,6 +151,22 @@ def test_sigmoid_matches_oracle(gamma, dtype):
                     _assert_close(grad, want_grad, dtype, f"{shape} {kwargs}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_broadcast_upstream_matches_oracle(dtype):
+    """loss_grad as one value for all elements ([]) or one per row ([..., 1]): read, not materialised."""
+    rng = np.random.default_rng(18)
+    for shape in [(7, 13), (1000, 3), (2, 3, 4097)]:
+        logits = _rounded(rng.standard_normal(shape) * 4.0, dtype)
+        labels = (rng.uniform(size=shape) < 0.3).astype(np.float64)
+        for upstream in (np.array(0.75), _rounded(rng.uniform(0.5, 1.5, size=shape[:-1] + (1,)), dtype)):
+            for alpha in (0.25, rng.uniform(0.1, 0.9, shape[-1])):
+                _, grad = sigmoid_on_gpu(labels, logits, upstream, dtype, alpha=alpha, gamma=2.0)
+                _, want = numpy_oracle.sigmoid(labels, logits, upstream=upstream, alpha=alpha, gamma=2.0)
+                _assert_close(grad, want, dtype, f"{shape} upstream {upstream.shape}")
+    with pytest.raises(ValueError, match="one value per row"):
+        sigmoid_on_gpu(labels, logits, np.ones(shape[:-1]), dtype)
+
+
 @pytest.mark.parametrize("shape", [(16, 10), (6, 1000), (2, 32000)], ids=str)
 def test_float64_gpu_equals_cpu_kernels(shape):
     """Same math header on both sides: float64 results agree to rounding."""

@@ -317,3 +317,52 @@ def test_dense_single_label_rows_match_reference(classes, rng):
                                    tf.cast(logits, tf.float32), **kwargs)
         _assert_close(got32[0], want[0], tf.float32)
         _assert_close(got32[1], want[1], tf.float32)
+
+
+SIGMOID_REDUCTIONS = {
+    "sum": (tf.reduce_sum, []),
+    "mean": (tf.reduce_mean, []),
+    "row mean, then sum": (lambda loss: tf.reduce_sum(tf.reduce_mean(loss, axis=-1)), [6, 1]),
+    "weighted sum": (lambda loss: tf.reduce_sum(loss * tf.range(1, 8, dtype=loss.dtype)), [6, 7]),
+}
+
+
+@pytest.mark.parametrize("reduction", list(SIGMOID_REDUCTIONS))
+def test_sigmoid_gradient_reads_the_broadcast_upstream_gradient(reduction, rng):
+    """In a graph, the gradient of a sum or mean reaches the sigmoid gradient op as the scalar or
+    per-row tensor it was tiled from (no N x C broadcast); other upstream gradients stay whole.
+    The gradient equals the eager one (which gets the materialised broadcast) bit for bit."""
+    reduce, upstream_shape = SIGMOID_REDUCTIONS[reduction]
+    logits = tf.constant(random_logits(rng, (6, 7)), tf.float32)
+    labels = tf.constant(_binary_labels(rng, (6, 7), soft=False), tf.float32)
+
+    def step(labels, logits):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            total = reduce(focal_op.sigmoid_focal_loss(labels, logits, gamma=2.0, alpha=0.25))
+        return tape.gradient(total, logits)
+
+    graph_step = tf.function(step)
+    graph = graph_step.get_concrete_function(labels, logits).graph
+    (grad_op,) = [op for op in graph.get_operations() if op.type == "FocalOp>SigmoidFocalLossGrad"]
+    assert grad_op.inputs[5].shape.as_list() == upstream_shape
+    np.testing.assert_array_equal(graph_step(labels, logits).numpy(), step(labels, logits).numpy())
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        want = reduce(focal_op.reference.sigmoid_focal_loss(labels, logits, gamma=2.0, alpha=0.25))
+    _assert_close(graph_step(labels, logits), tape.gradient(want, logits), tf.float32)
+
+
+def test_sigmoid_gradient_op_upstream_shapes(rng):
+    logits = tf.constant(random_logits(rng, (2, 3, 5)), tf.float64)
+    labels = tf.constant(_binary_labels(rng, (2, 3, 5), soft=True), tf.float64)
+    inputs = dict(labels=labels, logits=logits, alpha=tf.constant(0.25, tf.float64),
+                  gamma=tf.constant(2.0, tf.float64), label_smoothing=tf.constant(0.0, tf.float64))
+    grad_op = focal_op._loader.op_library().focal_op_sigmoid_focal_loss_grad
+    for upstream in (tf.constant(0.5, tf.float64), tf.constant(rng.uniform(size=(2, 3, 1)))):
+        got = grad_op(loss_grad=upstream, **inputs)
+        want = grad_op(loss_grad=tf.broadcast_to(upstream, logits.shape), **inputs)
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    for bad in (tf.ones((2, 3), tf.float64), tf.ones((1, 1, 1), tf.float64), tf.ones((2, 3, 2), tf.float64)):
+        with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="loss_grad|Dimension|shape"):
+            grad_op(loss_grad=bad, **inputs)

@@ -64,3 +64,23 @@ def test_oracle_matches_cpu_sigmoid_kernel(gamma):
                 want_loss, want_grad = numpy_oracle.sigmoid(labels, logits, upstream=upstream, **kwargs)
                 np.testing.assert_allclose(loss, want_loss, rtol=1e-10, atol=1e-12)
                 np.testing.assert_allclose(grad, want_grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(7, 13), (40, 3), (2, 3, 300)], ids=str)
+def test_sigmoid_broadcast_upstream_matches_oracle(shape):
+    """loss_grad as one value for all elements ([]) or one per row ([..., 1]) gives the gradient
+    of the broadcast upstream gradient."""
+    rng = np.random.default_rng(12)
+    logits = rng.standard_normal(shape) * 4.0
+    labels = (rng.uniform(size=shape) < 0.3).astype(np.float64)
+    for upstream in (np.array(0.75), rng.uniform(0.5, 1.5, size=shape[:-1] + (1,))):
+        for alpha in (None, 0.25, rng.uniform(0.1, 0.9, shape[-1])):
+            kwargs = dict(alpha=alpha, gamma=2.0, label_smoothing=0.1)
+            grad = core.sigmoid_backward(labels, logits, upstream, **kwargs)
+            full = core.sigmoid_backward(labels, logits, np.broadcast_to(upstream, shape).copy(), **kwargs)
+            _, want = numpy_oracle.sigmoid(labels, logits, upstream=upstream, **kwargs)
+            np.testing.assert_array_equal(grad, full)
+            np.testing.assert_allclose(grad, want, rtol=1e-9, atol=1e-12)
+    for bad in (np.ones(shape[:-1]), np.ones((1,) * len(shape)), np.ones(shape[:-1] + (2,))):
+        with pytest.raises(ValueError, match="one value per row"):
+            core.sigmoid_backward(labels, logits, bad)

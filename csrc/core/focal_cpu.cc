@@ -21,7 +21,8 @@ namespace focal {
   void dense_softmax_focal_backward(const T*, const T*, const acc_t<T>*, const T*, int64_t, RowRange,                \
                                     const SoftmaxFocalParams&, T*);                                                  \
   template <typename T>                                                                                              \
-  void sigmoid_focal_elements(const T*, const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, T*);       \
+  void sigmoid_focal_elements(const T*, const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, T*,       \
+                              SigmoidUpstream);                                                                     \
   }
 FOCAL_DECLARE_ISA_KERNELS(isa_generic)
 #if defined(FOCAL_OP_X86_DISPATCH)
@@ -135,15 +136,17 @@ void dense_softmax_focal_backward_cpu(const T* logits, const T* labels, const ac
 
 template <typename T>
 void sigmoid_focal_cpu(const T* logits, const T* labels, const T* loss_grad, int64_t columns, RowRange elements,
-                       const SigmoidFocalParams& params, T* out){
-    FOCAL_DISPATCH(sigmoid_focal_elements<T>, true, logits, labels, loss_grad, columns, elements, params, out)}
+                       const SigmoidFocalParams& params, T* out, SigmoidUpstream upstream) {
+  FOCAL_DISPATCH(sigmoid_focal_elements<T>, true, logits, labels, loss_grad, columns, elements, params, out, upstream)
+}
 
 #define FOCAL_INSTANTIATE_ELEMENTWISE(T)                                                                              \
   template void dense_softmax_focal_forward_cpu<T>(const T*, const T*, int64_t, RowRange, const SoftmaxFocalParams&,  \
                                                    T*, acc_t<T>*);                                                    \
   template void dense_softmax_focal_backward_cpu<T>(const T*, const T*, const acc_t<T>*, const T*, int64_t, RowRange, \
                                                     const SoftmaxFocalParams&, T*);                                   \
-  template void sigmoid_focal_cpu<T>(const T*, const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, T*);
+  template void sigmoid_focal_cpu<T>(const T*, const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, T*, \
+                                     SigmoidUpstream);
 FOCAL_FOR_EACH_FLOAT_TYPE(FOCAL_INSTANTIATE_ELEMENTWISE)
 
 }  // namespace focal

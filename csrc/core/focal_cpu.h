@@ -45,10 +45,12 @@ void dense_softmax_focal_backward_cpu(const T* logits, const T* labels, const ac
 
 // Sigmoid focal loss over elements [elements.begin, elements.end) of [rows, columns] logits and
 // labels (alpha per column). Forward: loss_grad = nullptr, out = loss. Backward: out = loss_grad
-// · d loss / d logits.
+// · d loss / d logits, loss_grad laid out as `upstream` says (one value per element, per row, or
+// one for all).
 template <typename T>
 void sigmoid_focal_cpu(const T* logits, const T* labels, const T* loss_grad, int64_t columns, RowRange elements,
-                       const SigmoidFocalParams& params, T* out);
+                       const SigmoidFocalParams& params, T* out,
+                       SigmoidUpstream upstream = SigmoidUpstream::kPerElement);
 
 // The instruction set the CPU kernels run with: "avx512" (x86-64-v4), "avx2" (x86-64-v3) or
 // "generic". The best the CPU supports, unless FOCAL_OP_CPU_ISA names a lower one.

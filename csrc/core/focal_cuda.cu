@@ -385,14 +385,17 @@ __device__ __forceinline__ void load_vector(const T* p, int64_t v, T (&values)[k
 
 template <typename T, bool kBackward>
 __global__ void __launch_bounds__(kThreadsPerBlock)
-    sigmoid_kernel(const T* logits, const T* labels, const T* loss_grad, int64_t elements, int64_t columns,
-                   SigmoidFocalParams params, T* out) {
+    sigmoid_kernel(const T* logits, const T* labels, const T* loss_grad, SigmoidUpstream upstream_layout,
+                   int64_t elements, int64_t columns, SigmoidFocalParams params, T* out) {
   using Acc = acc_t<T>;
   const Acc gamma = static_cast<Acc>(params.gamma);
   const Acc smoothing = static_cast<Acc>(params.label_smoothing);
   const bool has_alpha = sigmoid_has_alpha(params);
   const Acc shared_alpha = has_alpha ? static_cast<Acc>(params.alpha[0]) : Acc(1);
   const bool per_column = has_alpha && params.alpha_size > 1;
+  const bool upstream_per_element = upstream_layout == SigmoidUpstream::kPerElement;
+  // the upstream gradient of element i when it is not one per element (read from cache)
+  auto broadcast_upstream = [&](int64_t i) { return loss_grad[sigmoid_upstream_index(i, columns, upstream_layout)]; };
   auto element = [&](int64_t i, T x, T label, T upstream) {
     const Acc alpha = per_column ? static_cast<Acc>(params.alpha[i % columns]) : shared_alpha;
     const Acc y = smooth_binary_label(load_acc(label), smoothing);
@@ -405,14 +408,21 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   int64_t scalar_begin = 0;
   if (vector_aligned(logits) && vector_aligned(labels) && vector_aligned(out) &&
-      (!kBackward || vector_aligned(loss_grad))) {
+      (!kBackward || !upstream_per_element || vector_aligned(loss_grad))) {
     constexpr int kWidth = kVectorWidth<T>;
     const int64_t vectors = elements / kWidth;
     for (int64_t v = first; v < vectors; v += stride) {
       T x[kWidth], y[kWidth], upstream[kWidth], result[kWidth];
       load_vector(logits, v, x);
       load_vector(labels, v, y);
-      if constexpr (kBackward) load_vector(loss_grad, v, upstream);
+      if constexpr (kBackward) {
+        if (upstream_per_element) {
+          load_vector(loss_grad, v, upstream);
+        } else {
+#pragma unroll
+          for (int k = 0; k < kWidth; ++k) upstream[k] = broadcast_upstream(v * kWidth + k);
+        }
+      }
 #pragma unroll
       for (int k = 0; k < kWidth; ++k) result[k] = element(v * kWidth + k, x[k], y[k], kBackward ? upstream[k] : x[k]);
       uint4 packed;
@@ -422,7 +432,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
     scalar_begin = vectors * kWidth;
   }
   for (int64_t i = scalar_begin + first; i < elements; i += stride) {
-    out[i] = element(i, logits[i], labels[i], kBackward ? loss_grad[i] : logits[i]);
+    const T upstream = !kBackward ? logits[i] : upstream_per_element ? loss_grad[i] : broadcast_upstream(i);
+    out[i] = element(i, logits[i], labels[i], upstream);
   }
 }
 
@@ -469,16 +480,16 @@ std::string dense_softmax_focal_backward_cuda(const T* logits, const T* labels, 
 
 template <typename T>
 std::string sigmoid_focal_cuda(const T* logits, const T* labels, const T* loss_grad, int64_t elements, int64_t columns,
-                               const SigmoidFocalParams& params, T* out, void* stream) {
+                               const SigmoidFocalParams& params, T* out, void* stream, SigmoidUpstream upstream) {
   if (elements <= 0) return "";
   const unsigned blocks = static_cast<unsigned>(blocks_for(elements / kVectorWidth<T> + 1, kThreadsPerBlock));
   const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
   if (loss_grad == nullptr) {
-    sigmoid_kernel<T, false>
-        <<<blocks, kThreadsPerBlock, 0, cuda_stream>>>(logits, labels, nullptr, elements, columns, params, out);
+    sigmoid_kernel<T, false><<<blocks, kThreadsPerBlock, 0, cuda_stream>>>(logits, labels, nullptr, upstream, elements,
+                                                                          columns, params, out);
   } else {
-    sigmoid_kernel<T, true>
-        <<<blocks, kThreadsPerBlock, 0, cuda_stream>>>(logits, labels, loss_grad, elements, columns, params, out);
+    sigmoid_kernel<T, true><<<blocks, kThreadsPerBlock, 0, cuda_stream>>>(logits, labels, loss_grad, upstream, elements,
+                                                                         columns, params, out);
   }
   return launch_error();
 }
@@ -516,7 +527,7 @@ FOCAL_FOR_EACH_TYPE(FOCAL_INSTANTIATE_SPARSE)
   template std::string dense_softmax_focal_backward_cuda<T>(const T*, const T*, const acc_t<T>*, const T*, int64_t, \
                                                             int64_t, const SoftmaxFocalParams&, T*, void*);         \
   template std::string sigmoid_focal_cuda<T>(const T*, const T*, const T*, int64_t, int64_t,                        \
-                                             const SigmoidFocalParams&, T*, void*);
+                                             const SigmoidFocalParams&, T*, void*, SigmoidUpstream);
 FOCAL_FOR_EACH_FLOAT_TYPE(FOCAL_INSTANTIATE_ELEMENTWISE)
 #undef FOCAL_INSTANTIATE_ELEMENTWISE
 

@@ -40,10 +40,12 @@ std::string dense_softmax_focal_backward_cuda(const T* logits, const T* labels, 
                                               const SoftmaxFocalParams& params, T* logits_grad, void* stream);
 
 // Sigmoid focal loss over `elements` values of [..., columns] arrays (alpha per column).
-// loss_grad == nullptr: forward (out = loss); otherwise out = loss_grad · d loss / d logits.
+// loss_grad == nullptr: forward (out = loss); otherwise out = loss_grad · d loss / d logits, with
+// loss_grad laid out as `upstream` says (one value per element, per row, or one for all).
 template <typename T>
 std::string sigmoid_focal_cuda(const T* logits, const T* labels, const T* loss_grad, int64_t elements, int64_t columns,
-                               const SigmoidFocalParams& params, T* out, void* stream);
+                               const SigmoidFocalParams& params, T* out, void* stream,
+                               SigmoidUpstream upstream = SigmoidUpstream::kPerElement);
 
 // Number of CUDA devices the runtime sees (0 where there is no GPU or no driver), and the
 // runtime's text for why, "" when there is at least one device.

@@ -441,6 +441,18 @@ struct SigmoidFocalParams {
 
 FOCAL_HD bool sigmoid_has_alpha(const SigmoidFocalParams& params) { return params.alpha != nullptr; }
 
+// How the sigmoid backward's upstream gradient (d total / d loss) is laid out: one value per
+// element (the loss's shape), one per row of the last axis (shape [..., 1]) or one for every
+// element (shape []: the gradient of a sum of the whole loss, passed on without materialising
+// its broadcast to N x C).
+enum class SigmoidUpstream { kPerElement = 0, kPerRow = 1, kScalar = 2 };
+
+FOCAL_HD int64_t sigmoid_upstream_index(int64_t element, int64_t columns, SigmoidUpstream upstream) {
+  return upstream == SigmoidUpstream::kPerElement ? element
+         : upstream == SigmoidUpstream::kPerRow   ? element / (columns > 0 ? columns : 1)
+                                                  : 0;
+}
+
 template <typename Acc>
 struct SigmoidFocalTerm {
   Acc loss;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "focal_math.h"
 
@@ -61,6 +62,30 @@ inline std::string sigmoid_params_error(const SigmoidFocalParams& params, int64_
         return "alpha must be finite; alpha[" + std::to_string(c) + "] = " + format_number(params.alpha[c]);
       }
     }
+  }
+  return "";
+}
+
+// The layout of the sigmoid gradient's upstream gradient from its shape: the logits' shape,
+// [..., 1] (one value per row) or [] (one for all); anything else is an error.
+inline std::string sigmoid_upstream_layout(const std::vector<int64_t>& upstream, const std::vector<int64_t>& logits,
+                                           SigmoidUpstream* layout) {
+  std::vector<int64_t> per_row = logits;
+  if (!per_row.empty()) per_row.back() = 1;
+  if (upstream == logits) {
+    *layout = SigmoidUpstream::kPerElement;
+  } else if (upstream.empty()) {
+    *layout = SigmoidUpstream::kScalar;
+  } else if (!logits.empty() && upstream == per_row) {
+    *layout = SigmoidUpstream::kPerRow;
+  } else {
+    const auto text = [](const std::vector<int64_t>& dims) {
+      std::string out = "[";
+      for (size_t i = 0; i < dims.size(); ++i) out += (i ? "," : "") + std::to_string(dims[i]);
+      return out + "]";
+    };
+    return "loss_grad must have the shape of logits " + text(logits) + ", one value per row " + text(per_row) +
+           " or be a scalar; got " + text(upstream);
   }
   return "";
 }

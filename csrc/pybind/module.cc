@@ -291,9 +291,15 @@ py::array sigmoid_elementwise(const py::array& labels_in, const py::array& logit
   const std::string error = focal::sigmoid_params_error(params, columns);
   if (!error.empty()) throw py::value_error(error);
   py::array loss_grad;
+  focal::SigmoidUpstream upstream = focal::SigmoidUpstream::kPerElement;
   if (!loss_grad_in.is_none()) {
-    loss_grad = checked_loss_grad(loss_grad_in, logits, logits.size());
-    if (shape_of(loss_grad) != shape_of(logits)) throw py::value_error("loss_grad must have the logits' shape");
+    loss_grad = py::array::ensure(loss_grad_in, py::array::c_style);
+    if (!loss_grad || !loss_grad.dtype().is(logits.dtype())) {
+      throw py::value_error("loss_grad must be an array of the logits' dtype");
+    }
+    const auto dims = [](const py::array& a) { return std::vector<int64_t>(a.shape(), a.shape() + a.ndim()); };
+    const std::string layout_error = focal::sigmoid_upstream_layout(dims(loss_grad), dims(logits), &upstream);
+    if (!layout_error.empty()) throw py::value_error(layout_error);
   }
   return dispatch_float_type(logits, [&](auto logit_tag) {
     using T = decltype(logit_tag);
@@ -303,7 +309,7 @@ py::array sigmoid_elementwise(const py::array& labels_in, const py::array& logit
       py::gil_scoped_release release;
       focal::sigmoid_focal_cpu(static_cast<const T*>(logits.data()), static_cast<const T*>(labels.data()),
                                loss_grad_ptr, columns, focal::RowRange{0, static_cast<int64_t>(logits.size())}, params,
-                               static_cast<T*>(out.mutable_data()));
+                               static_cast<T*>(out.mutable_data()), upstream);
     }
     return out;
   });
@@ -531,9 +537,12 @@ void sigmoid_cuda(const py::object& labels_in, const py::object& logits_in, cons
   check_same(labels, "labels", logits.shape, type);
   check_same(out, "output", logits.shape, type);
   const void* loss_grad_ptr = nullptr;
+  focal::SigmoidUpstream upstream = focal::SigmoidUpstream::kPerElement;
   if (!loss_grad_in.is_none()) {
     const DeviceArray loss_grad = device_array(loss_grad_in, "loss_grad", false);
-    check_same(loss_grad, "loss_grad", logits.shape, type);
+    const std::string layout_error = focal::sigmoid_upstream_layout(loss_grad.shape, logits.shape, &upstream);
+    if (!layout_error.empty()) throw py::value_error(layout_error);
+    check_same(loss_grad, "loss_grad", loss_grad.shape, type);
     loss_grad_ptr = loss_grad.data;
   }
   focal::SigmoidFocalParams params;
@@ -547,7 +556,7 @@ void sigmoid_cuda(const py::object& labels_in, const py::object& logits_in, cons
     using T = decltype(logit_tag);
     return focal::sigmoid_focal_cuda(static_cast<const T*>(logits.data), static_cast<const T*>(labels.data),
                                      static_cast<const T*>(loss_grad_ptr), logits.size, columns, params,
-                                     static_cast<T*>(out.data), cuda_stream(stream));
+                                     static_cast<T*>(out.data), cuda_stream(stream), upstream);
   }));
 }
 
@@ -618,7 +627,7 @@ void define_cuda_entry_points(py::module_& m) {
       },
       py::arg("labels"), py::arg("logits"), py::arg("loss_grad"), py::arg("logits_grad"), py::kw_only(),
       py::arg("alpha") = py::none(), py::arg("gamma") = 2.0, py::arg("label_smoothing") = 0.0,
-      py::arg("stream") = py::none(), py::arg("dtype") = py::none(), "Sigmoid focal loss gradient on GPU arrays.");
+      py::arg("stream") = py::none(), py::arg("dtype") = py::none(), "Sigmoid focal loss gradient on GPU arrays; loss_grad: the logits' shape, [..., 1] or a scalar.");
   m.def("cuda_device_count", &focal::cuda_device_count, "CUDA devices the runtime sees (0 without GPU or driver).");
   m.def("softmax_threads_per_row", &focal::softmax_threads_per_row,
         "Threads per softmax row the CUDA kernels use for C classes (256: a block per row).");
@@ -659,7 +668,7 @@ PYBIND11_MODULE(_focal_core, m) {
         return sigmoid_elementwise(labels, logits, loss_grad, alpha, gamma, label_smoothing);
       },
       py::arg("labels"), py::arg("logits"), py::arg("loss_grad"), py::kw_only(), py::arg("alpha") = py::none(),
-      py::arg("gamma") = 2.0, py::arg("label_smoothing") = 0.0, "Sigmoid focal loss gradient w.r.t. logits.");
+      py::arg("gamma") = 2.0, py::arg("label_smoothing") = 0.0, "Sigmoid focal loss gradient w.r.t. logits; loss_grad: the logits' shape, [..., 1] or a scalar.");
   m.def("cpu_isa", &focal::cpu_isa, "The instruction set the CPU kernels run with.");
   m.attr("ROW_STATS") = focal::kSoftmaxRowStats;
 #if defined(FOCAL_OP_WITH_CUDA)

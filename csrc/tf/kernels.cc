@@ -237,9 +237,10 @@ struct CpuLaunch {
 
   template <typename T>
   static absl::Status Sigmoid(OpKernelContext* ctx, const T* logits, const T* labels, const T* loss_grad,
-                              int64_t elements, int64_t columns, const focal::SigmoidFocalParams& params, T* out) {
+                              focal::SigmoidUpstream upstream, int64_t elements, int64_t columns,
+                              const focal::SigmoidFocalParams& params, T* out) {
     ShardRows(ctx, elements, /*cost_per_row=*/60, [&](focal::RowRange range) {
-      focal::sigmoid_focal_cpu(logits, labels, loss_grad, columns, range, params, out);
+      focal::sigmoid_focal_cpu(logits, labels, loss_grad, columns, range, params, out, upstream);
       return int64_t{-1};
     });
     return absl::OkStatus();
@@ -292,9 +293,10 @@ struct GpuLaunch {
 
   template <typename T>
   static absl::Status Sigmoid(OpKernelContext* ctx, const T* logits, const T* labels, const T* loss_grad,
-                              int64_t elements, int64_t columns, const focal::SigmoidFocalParams& params, T* out) {
-    return FromLaunch(
-        focal::sigmoid_focal_cuda(logits, labels, loss_grad, elements, columns, params, out, GpuStream(ctx)));
+                              focal::SigmoidUpstream upstream, int64_t elements, int64_t columns,
+                              const focal::SigmoidFocalParams& params, T* out) {
+    return FromLaunch(focal::sigmoid_focal_cuda(logits, labels, loss_grad, elements, columns, params, out,
+                                                GpuStream(ctx), upstream));
   }
 };
 #endif
@@ -426,6 +428,12 @@ class SoftmaxFocalLossGradOp : public OpKernel {
   }
 };
 
+std::vector<int64_t> Dims(const TensorShape& shape) {
+  std::vector<int64_t> dims;
+  for (int i = 0; i < shape.dims(); ++i) dims.push_back(shape.dim_size(i));
+  return dims;
+}
+
 // Sigmoid forward (kBackward = false) and gradient (true): elementwise over the logits.
 template <typename Launch, typename T, bool kBackward>
 class SigmoidFocalLossOp : public OpKernel {
@@ -439,20 +447,19 @@ class SigmoidFocalLossOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ReadSigmoidInputs(ctx, Launch::kAlphaOnHost, &columns, &params));
     const Tensor& logits = ctx->input(1);
     const Core* loss_grad_ptr = nullptr;
+    focal::SigmoidUpstream upstream = focal::SigmoidUpstream::kPerElement;
     if (kBackward) {
       const Tensor& loss_grad = ctx->input(5);
-      OP_REQUIRES(ctx, loss_grad.shape() == logits.shape(),
-                  absl::InvalidArgumentError(absl::StrCat("loss_grad must have the shape of logits ",
-                                                          logits.shape().DebugString(), "; got ",
-                                                          loss_grad.shape().DebugString())));
+      const std::string error = focal::sigmoid_upstream_layout(Dims(loss_grad.shape()), Dims(logits.shape()), &upstream);
+      OP_REQUIRES(ctx, error.empty(), absl::InvalidArgumentError(error));
       loss_grad_ptr = CorePtr<T>(loss_grad);
     }
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, kBackward ? AllocateLogitsGrad(ctx, &out) : ctx->allocate_output(0, logits.shape(), &out));
     const int64_t elements = logits.NumElements();
     if (elements == 0) return;
-    OP_REQUIRES_OK(ctx, Launch::Sigmoid(ctx, CorePtr<T>(logits), CorePtr<T>(ctx->input(0)), loss_grad_ptr, elements,
-                                        columns, params, CorePtr<T>(out)));
+    OP_REQUIRES_OK(ctx, Launch::Sigmoid(ctx, CorePtr<T>(logits), CorePtr<T>(ctx->input(0)), loss_grad_ptr, upstream,
+                                        elements, columns, params, CorePtr<T>(out)));
   }
 };
 

@@ -142,10 +142,25 @@ absl::Status SigmoidFocalLossShape(InferenceContext* c) {
   return absl::OkStatus();
 }
 
+// loss_grad: the loss's shape, one value per row ([..., 1]) or a scalar (see SigmoidUpstream).
 absl::Status SigmoidFocalLossGradShape(InferenceContext* c) {
   ShapeHandle logits;
   TF_RETURN_IF_ERROR(MergeSigmoidShapes(c, &logits));
-  TF_RETURN_IF_ERROR(c->Merge(c->input(5), logits, &logits));
+  const ShapeHandle upstream = c->input(5);
+  const bool scalar = c->RankKnown(upstream) && c->Rank(upstream) == 0;
+  const bool per_row = c->RankKnown(upstream) && c->Rank(upstream) > 0 && c->ValueKnown(c->Dim(upstream, -1)) &&
+                       c->Value(c->Dim(upstream, -1)) == 1 && c->RankKnown(logits) &&
+                       c->Rank(logits) == c->Rank(upstream) && c->ValueKnown(c->Dim(logits, -1)) &&
+                       c->Value(c->Dim(logits, -1)) != 1;
+  if (per_row) {
+    ShapeHandle upstream_rows, logits_rows, merged;
+    TF_RETURN_IF_ERROR(c->Subshape(upstream, 0, -1, &upstream_rows));
+    TF_RETURN_IF_ERROR(c->Subshape(logits, 0, -1, &logits_rows));
+    TF_RETURN_IF_ERROR(c->Merge(upstream_rows, logits_rows, &merged));
+    TF_RETURN_IF_ERROR(c->Concatenate(merged, c->Vector(c->Dim(logits, -1)), &logits));
+  } else if (!scalar) {
+    TF_RETURN_IF_ERROR(c->Merge(upstream, logits, &logits));
+  }
   c->set_output(0, logits);
   return absl::OkStatus();
 }
@@ -249,6 +264,10 @@ REGISTER_OP("FocalOp>SigmoidFocalLossGrad")
     .Output("logits_grad: T")
     .Attr("T: {half, bfloat16, float, double}")
     .SetShapeFn(SigmoidFocalLossGradShape)
-    .Doc("Gradient of FocalOp>SigmoidFocalLoss w.r.t. logits.");
+    .Doc(R"doc(
+Gradient of FocalOp>SigmoidFocalLoss w.r.t. logits. loss_grad has the loss's shape, or is one
+value per row of the last axis (shape [..., 1]) or one for every element (a scalar): the
+broadcast is read, never materialised.
+)doc");
 
 }  // namespace focal_tf

@@ -149,6 +149,47 @@ def _softmax_focal_loss_grad(op, loss_grad, _row_stats_grad):
 def _sigmoid_focal_loss_grad(op, loss_grad):
     labels, logits, alpha, gamma, label_smoothing = op.inputs
     logits_grad = op_library().focal_op_sigmoid_focal_loss_grad(
-        labels=labels, logits=logits, alpha=alpha, gamma=gamma, label_smoothing=label_smoothing, loss_grad=loss_grad
+        labels=labels,
+        logits=logits,
+        alpha=alpha,
+        gamma=gamma,
+        label_smoothing=label_smoothing,
+        loss_grad=_broadcast_source(loss_grad, logits),
     )
     return [None, logits_grad, None, None, None]
+
+
+def _broadcast_source(loss_grad, logits):
+    """loss_grad, or the scalar / per-row values it was broadcast from when the graph shows that.
+
+    The gradient of a sum (or mean) of the elementwise loss arrives as Tile(Reshape(g)) — divided
+    by the count for a mean: N x C equal values (equal per row for a reduction over the last
+    axis). The gradient op takes the scalar ([]) or per-row ([..., 1]) tensor instead, so the
+    broadcast is neither written nor read (the unused Tile is pruned from the graph). Anything
+    else, and eager tensors, pass through unchanged.
+    """
+    if tf.executing_eagerly() or isinstance(loss_grad, tf.__internal__.EagerTensor):
+        return loss_grad
+    op, scale, scale_type = loss_grad.op, None, None
+    if op.type in ("RealDiv", "Mul") and op.inputs[1].shape.rank == 0:
+        scale, scale_type, op = op.inputs[1], op.type, op.inputs[0].op
+    elif op.type == "Mul" and op.inputs[0].shape.rank == 0:
+        scale, scale_type, op = op.inputs[0], op.type, op.inputs[1].op
+    if op.type != "Tile" or op.inputs[0].dtype != loss_grad.dtype:
+        return loss_grad
+    source, multiples = op.inputs[0], tf.get_static_value(op.inputs[1])
+    rank = logits.shape.rank
+    if rank is None or source.shape.rank != rank or rank == 0:
+        return loss_grad
+    dims = source.shape.as_list()
+    if all(d == 1 for d in dims):
+        small = tf.reshape(source, [])
+    elif dims[-1] == 1 and multiples is not None and all(m == 1 for m in multiples[:-1]):
+        small = source
+    else:
+        return loss_grad
+    if scale_type == "RealDiv":
+        small = small / scale
+    elif scale_type == "Mul":
+        small = small * scale
+    return small
