@@ -148,45 +148,43 @@ def _timed_copy(src, dst):
     return time.perf_counter() - t0
 
 
-def run(suite, shapes, repeats, min_seconds):
+def _cases(suite, shapes):
+    """(shape, labels, logits, implementation name, loss function, mode) for every pair measured:
+    one set of inputs per shape; eager rows are skipped above 40M elements."""
     rng = np.random.default_rng(0)
-    rows_out = []
     for shape in shapes:
         n, c = shape
         logits = tf.constant(rng.standard_normal(shape, dtype=np.float32) * 3)
         labels = _labels(suite, rng, n, c)
-        measured = {}
         for name, (loss_fn, mode) in _implementations(suite).items():
             if mode == "eager" and n * c > 40_000_000:
                 continue
-            measured[name] = {
-                "forward_ms": 1e3 * _time(_step(loss_fn, mode, False), labels, logits, repeats, min_seconds),
-                "forward_backward_ms": 1e3 * _time(_step(loss_fn, mode, True), labels, logits, repeats, min_seconds),
-            }
-            print(f"  {suite} {shape} {name}: {measured[name]}", file=sys.stderr, flush=True)
-        rows_out.append({"shape": list(shape), "results": measured})
-    return rows_out
+            yield shape, labels, logits, name, loss_fn, mode
+
+
+def run(suite, shapes, repeats, min_seconds):
+    measured = {tuple(shape): {} for shape in shapes}
+    for shape, labels, logits, name, loss_fn, mode in _cases(suite, shapes):
+        measured[shape][name] = {
+            "forward_ms": 1e3 * _time(_step(loss_fn, mode, False), labels, logits, repeats, min_seconds),
+            "forward_backward_ms": 1e3 * _time(_step(loss_fn, mode, True), labels, logits, repeats, min_seconds),
+        }
+        print(f"  {suite} {shape} {name}: {measured[shape][name]}", file=sys.stderr, flush=True)
+    return [{"shape": list(shape), "results": results} for shape, results in measured.items()]
 
 
 def forward_peak_mib(suite, shapes):
     """{shape: {implementation: MiB}}: peak allocation of one forward beyond its inputs.
     Runs in this process; needs TF_CPU_ALLOCATOR_USE_BFC=true set before TensorFlow started."""
-    rng = np.random.default_rng(0)
-    peaks = {}
-    for n, c in shapes:
-        logits = tf.constant(rng.standard_normal((n, c), dtype=np.float32) * 3)
-        labels = _labels(suite, rng, n, c)
-        peaks[f"{n}x{c}"] = {}
-        for name, (loss_fn, mode) in _implementations(suite).items():
-            if mode == "eager" and n * c > 40_000_000:
-                continue
-            step = _step(loss_fn, mode, False)
-            _block(step(labels, logits))
-            tf.config.experimental.reset_memory_stats("CPU:0")
-            before = tf.config.experimental.get_memory_info("CPU:0")["current"]
-            _block(step(labels, logits))
-            peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
-            peaks[f"{n}x{c}"][name] = (peak - before) / 2**20
+    peaks = {f"{n}x{c}": {} for n, c in shapes}
+    for (n, c), labels, logits, name, loss_fn, mode in _cases(suite, shapes):
+        step = _step(loss_fn, mode, False)
+        _block(step(labels, logits))
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+        _block(step(labels, logits))
+        peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
+        peaks[f"{n}x{c}"][name] = (peak - before) / 2**20
     return peaks
 
 

@@ -76,9 +76,8 @@ const char* cpu_isa() {
 // and short rows of up to 32 (16 rows per vector; 1.3-1.7x faster than 8 with AVX2), but not the
 // rows in between (1.3-1.5x faster with AVX2); the elementwise sigmoid (2x faster).
 constexpr int64_t kAvx512MinClasses = 128;
-constexpr int64_t kAvx512MaxShortRow = 32;  // kShortRow of focal_cpu_kernels.inc
 
-bool softmax_uses_avx512(int64_t classes) { return classes <= kAvx512MaxShortRow || classes >= kAvx512MinClasses; }
+bool softmax_uses_avx512(int64_t classes) { return classes <= kShortRowMaxClasses || classes >= kAvx512MinClasses; }
 
 // FOCAL_DISPATCH(function<targs>, use_avx512, args...): calls the kernel built for the active
 // instruction set; on an AVX-512 machine the AVX2 build unless use_avx512.

@@ -16,6 +16,10 @@ struct RowRange {
   int64_t end;
 };
 
+// Softmax rows of at most this many classes are computed one row per vector lane (the CPU
+// kernels' short-row path; the dispatch in focal_cpu.cc uses AVX-512 for them).
+constexpr int64_t kShortRowMaxClasses = 32;
+
 // Forward of the sparse-label softmax focal loss over rows [rows.begin, rows.end).
 // logits: [rows, classes]; labels, loss: [rows]; row_stats: [rows, kSoftmaxRowStats].
 // Ignored rows get loss 0. A row whose label is outside [0, classes) (and not ignore_class) gets

@@ -297,8 +297,7 @@ py::array sigmoid_elementwise(const py::array& labels_in, const py::array& logit
     if (!loss_grad || !loss_grad.dtype().is(logits.dtype())) {
       throw py::value_error("loss_grad must be an array of the logits' dtype");
     }
-    const auto dims = [](const py::array& a) { return std::vector<int64_t>(a.shape(), a.shape() + a.ndim()); };
-    const std::string layout_error = focal::sigmoid_upstream_layout(dims(loss_grad), dims(logits), &upstream);
+    const std::string layout_error = focal::sigmoid_upstream_layout(shape_of(loss_grad), shape_of(logits), &upstream);
     if (!layout_error.empty()) throw py::value_error(layout_error);
   }
   return dispatch_float_type(logits, [&](auto logit_tag) {
@@ -386,11 +385,15 @@ std::string logits_type(const DeviceArray& logits, const std::optional<std::stri
   return logits.type;
 }
 
-void check_same(const DeviceArray& a, const char* name, const std::vector<int64_t>& shape, const std::string& type) {
-  if (a.shape != shape) throw py::value_error(std::string(name) + " has the wrong shape");
+void check_dtype(const DeviceArray& a, const char* name, const std::string& type) {
   if (a.type != type && !(a.type == "raw16" && item_size(type) == 2)) {
     throw py::type_error(std::string(name) + " must have the dtype " + type + "; got " + a.type);
   }
+}
+
+void check_same(const DeviceArray& a, const char* name, const std::vector<int64_t>& shape, const std::string& type) {
+  if (a.shape != shape) throw py::value_error(std::string(name) + " has the wrong shape");
+  check_dtype(a, name, type);
 }
 
 void* cuda_stream(const py::object& stream) {
@@ -542,7 +545,7 @@ void sigmoid_cuda(const py::object& labels_in, const py::object& logits_in, cons
     const DeviceArray loss_grad = device_array(loss_grad_in, "loss_grad", false);
     const std::string layout_error = focal::sigmoid_upstream_layout(loss_grad.shape, logits.shape, &upstream);
     if (!layout_error.empty()) throw py::value_error(layout_error);
-    check_same(loss_grad, "loss_grad", loss_grad.shape, type);
+    check_dtype(loss_grad, "loss_grad", type);
     loss_grad_ptr = loss_grad.data;
   }
   focal::SigmoidFocalParams params;

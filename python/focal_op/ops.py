@@ -168,7 +168,7 @@ def _broadcast_source(loss_grad, logits):
     broadcast is neither written nor read (the unused Tile is pruned from the graph). Anything
     else, and eager tensors, pass through unchanged.
     """
-    if tf.executing_eagerly() or isinstance(loss_grad, tf.__internal__.EagerTensor):
+    if tf.executing_eagerly():
         return loss_grad
     op, scale, scale_type = loss_grad.op, None, None
     if op.type in ("RealDiv", "Mul") and op.inputs[1].shape.rank == 0:
