@@ -42,23 +42,27 @@ struct FloatLanes<FloatVector<16>::type> {
 };
 #endif
 
-// exp on a float or, lane by lane, on a vector of floats (the same instructions either way).
-template <typename F>
-FOCAL_HD F exp_lanes(F x) {
+// exp(x + lo) on a float or, lane by lane, on a vector of floats (the same instructions either
+// way). kCorrected: lo, at most about an ulp of x (the rounding error of a difference), is added
+// to the reduced argument r, so exp(x + lo) costs one add more than exp(x). kMayOverflow false:
+// the caller guarantees x <= 0 or NaN, and the upper clamp is left out.
+template <bool kMayOverflow, bool kCorrected, typename F>
+FOCAL_HD F exp_lanes(F x, F lo) {
   using Bits = typename FloatLanes<F>::Bits;
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f;  // 8 significant bits: n · kLn2Hi is exact
   constexpr float kLn2Lo = -2.12194440e-4f;
   constexpr float kRoundMagic = 12582912.0f;  // 1.5 · 2^23: adding it rounds to an integer
   constexpr float kLowest = -87.33654475f;    // below: 2^n would be subnormal
-  constexpr float kHighest = 88.0f;           // callers pass x <= 0 (logit - row max)
+  constexpr float kHighest = 88.0f;
   const F zero{};
   const auto underflows = x < kLowest;
-  F clamped = underflows ? zero + kLowest : x;
-  clamped = clamped > kHighest ? zero + kHighest : clamped;
+  F clamped = kLowest > x ? zero + kLowest : x;  // one max instruction; NaN stays NaN
+  if constexpr (kMayOverflow) clamped = clamped > kHighest ? zero + kHighest : clamped;
   const F shifted = clamped * kLog2e + kRoundMagic;
   const F n = shifted - kRoundMagic;
-  const F r = (clamped - n * kLn2Hi) - n * kLn2Lo;
+  F r = (clamped - n * kLn2Hi) - n * kLn2Lo;
+  if constexpr (kCorrected) r = r + lo;
   F poly = zero + 1.0f / 5040.0f;
   poly = poly * r + 1.0f / 720.0f;
   poly = poly * r + 1.0f / 120.0f;
@@ -73,12 +77,20 @@ FOCAL_HD F exp_lanes(F x) {
   return underflows ? zero : value;
 }
 
-FOCAL_HD float exp_vectorizable(float x) { return exp_lanes(x); }
+FOCAL_HD float exp_vectorizable(float x) { return exp_lanes<true, false>(x, 0.0f); }
 
 FOCAL_HD double exp_vectorizable(double x) { return math_exp(x); }
 template <typename F>
 FOCAL_HD F exp_vectorizable(F x) {  // a vector of floats
-  return exp_lanes(x);
+  return exp_lanes<true, false>(x, F{});
+}
+
+// exp(x) for x <= 0 (or NaN): z - max of a softmax row.
+FOCAL_HD float exp_nonpositive(float x) { return exp_lanes<false, false>(x, 0.0f); }
+FOCAL_HD double exp_nonpositive(double x) { return math_exp(x); }
+template <typename F>
+FOCAL_HD F exp_nonpositive(F x) {
+  return exp_lanes<false, false>(x, F{});
 }
 
 // log(x) = e·ln 2 + log(m), x = m·2^e with m in [sqrt(1/2), sqrt(2)); log(m) = 2 atanh(s),
@@ -128,6 +140,12 @@ struct VectorMath {
   FOCAL_HD static Acc log(Acc x) {
     return log_vectorizable(x);
   }
+  // exp(hi + lo) for hi <= 0 (see LibmMath::exp_split): lo enters the reduced argument.
+  template <typename F>
+  FOCAL_HD static F exp_split(F hi, F lo) {
+    return exp_lanes<false, true>(hi, lo);
+  }
+  FOCAL_HD static double exp_split(double hi, double lo) { return LibmMath::exp_split(hi, lo); }
   FOCAL_HD static float pow(float q, float gamma) {
     const float general = exp_vectorizable(gamma * log_vectorizable(q));
     const float value = gamma == 0.5f ? __builtin_sqrtf(q) : general;

@@ -70,6 +70,12 @@ struct LibmMath {
   FOCAL_HD static Acc pow(Acc x, Acc y) {
     return math_pow(x, y);
   }
+  // exp(hi + lo) for a difference split exactly into hi <= 0 and its rounding error lo:
+  // exp(hi)·(1 + lo). lo is NaN where hi is infinite or NaN; it is dropped there.
+  template <typename Acc>
+  FOCAL_HD static Acc exp_split(Acc hi, Acc lo) {
+    return math_exp(hi) * ((lo == lo ? lo : Acc(0)) + Acc(1));
+  }
   // {1 / (1 + e), log1p(e)} for e = exp(-|x|) in [0, 1] (see sigmoid_focal)
   template <typename Acc>
   FOCAL_HD static void reciprocal_and_log1p(Acc e, Acc& reciprocal, Acc& log1p_e);
@@ -216,16 +222,15 @@ struct ClassProbability {
 };
 
 // exp(z - m) with the rounding of the difference compensated: z - m = hi + lo exactly
-// (TwoDiff), exp(hi + lo) ≈ exp(hi)·(1 + lo). The plain float32 difference can be off by half
-// an ulp of |z - m|, i.e. exp by |z - m|·6e-8 relative (1e-6 at z - m = -16).
+// (TwoDiff), and the math policy's exp_split takes both parts. The plain float32 difference can
+// be off by half an ulp of |z - m|, i.e. exp by |z - m|·6e-8 relative (1e-6 at z - m = -16).
 template <typename Math = LibmMath, typename Acc>
 FOCAL_HD Acc exp_of_difference(Acc z, Acc m) {
-  // Knuth's TwoSum of z and -m: hi + error is exactly z - m
+  // Knuth's TwoSum of z and -m: hi + lo is exactly z - m (Acc may also be a CPU vector of floats)
   const Acc hi = z - m;
   const Acc bb = hi - z;
-  const Acc error = (z - (hi - bb)) + (-m - bb);
-  const Acc lo = error == error ? error : Acc{};  // infinities (padding, -inf logits) give NaN: drop it
-  return Math::exp(hi) * (lo + 1);  // (written so that Acc may also be a CPU vector of floats)
+  const Acc lo = (z - (hi - bb)) + (-m - bb);
+  return Math::exp_split(hi, lo);
 }
 
 // The per-row constants every class of a row shares.
