@@ -75,8 +75,13 @@ def _implementations(suite):
         keras_focal, ce_name, ce = _keras_binary_focal, "TF sigmoid CE", _sigmoid_ce
     keras_name = {"sparse": "Keras CategoricalFocalCE", "dense": "Keras CategoricalFocalCE",
                   "sigmoid": "Keras binary_focal_CE"}[suite]
+    in_op_sum = {}
+    if suite == "sigmoid":  # the same total, summed inside the op (no elementwise loss stored)
+        in_op_sum["focal_op fused, reduction='sum'"] = (
+            lambda y, z: focal_op.sigmoid_focal_loss(y, z, gamma=GAMMA, alpha=ALPHA, reduction="sum"), "function")
     return {
         "focal_op fused": (fused, "function"),
+        **in_op_sum,
         "focal_op, jit_compile (composite)": (fused, "xla"),
         "pure-TF focal, eager": (composite, "eager"),
         "pure-TF focal, tf.function": (composite, "function"),

@@ -326,3 +326,20 @@ def test_compute_sanitizer_clean(tool):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "ERROR SUMMARY: 0 errors" in output or "RACECHECK SUMMARY: 0 hazards" in output, output[-4000:]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_row_sums_match_oracle(dtype):
+    """sum_over_classes on the GPU: a group of threads per row (as for softmax rows) sums the loss."""
+    rng = np.random.default_rng(19)
+    for shape in [(37, 10), (100, 100), (3, 5000), (2, 3, 40000), (4, 0)]:
+        logits = _rounded(rng.standard_normal(shape) * 4.0, dtype)
+        labels = _rounded(rng.uniform(size=shape), dtype)
+        for alpha in (None, 0.25, rng.uniform(0.1, 0.9, shape[-1])):
+            kwargs = dict(alpha=alpha, gamma=2.0, label_smoothing=0.1)
+            want, _ = numpy_oracle.sigmoid(labels, logits, upstream=np.ones(shape), **kwargs)
+            d_logits = _to_device(logits, dtype)
+            sums = cp.empty(shape[:-1], dtype=d_logits.dtype)
+            core.sigmoid_forward_cuda(_to_device(labels, dtype), d_logits, sums, sum_over_classes=True,
+                                      alpha=_alpha(alpha), gamma=2.0, label_smoothing=0.1, dtype=_dtype_arg(dtype))
+            _assert_close(_from_device(sums, dtype), want.sum(axis=-1), dtype, f"{shape} alpha={alpha}")

@@ -366,3 +366,78 @@ def test_sigmoid_gradient_op_upstream_shapes(rng):
     for bad in (tf.ones((2, 3), tf.float64), tf.ones((1, 1, 1), tf.float64), tf.ones((2, 3, 2), tf.float64)):
         with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="loss_grad|Dimension|shape"):
             grad_op(loss_grad=bad, **inputs)
+
+
+REDUCTION_SHAPES = {"none": None, "sum_over_classes": -1, "mean_over_classes": -1, "sum": (), "mean": ()}
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("reduction", list(REDUCTION_SHAPES))
+def test_sigmoid_reduction_matches_reference(reduction, dtype, rng):
+    """reduction= inside the op (the elementwise loss never stored) equals the pure-TF loss reduced
+    by TF, value and gradient; short rows (row-per-lane sums), long rows (summed in pieces) and
+    rows of other ranks, per-column alpha and smoothing."""
+    for shape in [(7,), (37, 10), (3, 5, 21), (2, 2500), (4, 0)]:
+        logits = tf.constant(random_logits(rng, shape), dtype)
+        for alpha in (None, 0.25, rng.uniform(0.1, 0.9, shape[-1])):
+            labels = _binary_labels(rng, shape, soft=True)
+            kwargs = dict(gamma=2.0, alpha=alpha, label_smoothing=0.1, reduction=reduction)
+            loss, grad = value_and_gradient(focal_op.sigmoid_focal_loss, labels, logits, **kwargs)
+            ref_loss, ref_grad = value_and_gradient(focal_op.reference.sigmoid_focal_loss, labels, logits, **kwargs)
+            want_shape = {None: shape, -1: shape[:-1], (): ()}[REDUCTION_SHAPES[reduction]]
+            assert loss.shape == want_shape and loss.dtype == dtype.as_numpy_dtype
+            _assert_close(loss, ref_loss, dtype, f"loss {shape} {reduction} alpha={alpha}")
+            _assert_close(grad, ref_grad, dtype, f"gradient {shape} {reduction} alpha={alpha}")
+
+
+def test_sigmoid_reduction_in_graphs(rng):
+    """In a tf.function: the forward op outputs one value per row (nothing N x C), the gradient op
+    gets a scalar for "sum" and "mean" and [..., 1] per row otherwise; unknown dims work; 16-bit
+    logits are summed in float32."""
+    logits = tf.constant(random_logits(rng, (6, 7)), tf.float32)
+    labels = tf.constant(_binary_labels(rng, (6, 7), soft=False), tf.float32)
+    for reduction, total, upstream_shape in [("sum", tf.identity, []), ("mean", tf.identity, []),
+                                             ("mean_over_classes", tf.reduce_sum, []),
+                                             ("sum_over_classes", lambda v: tf.reduce_sum(v * tf.range(6.0)), [6, 1])]:
+        def step(labels, logits):
+            with tf.GradientTape() as tape:
+                tape.watch(logits)
+                value = total(focal_op.sigmoid_focal_loss(labels, logits, alpha=0.25, reduction=reduction))
+            return value, tape.gradient(value, logits)
+
+        graph = tf.function(step).get_concrete_function(labels, logits).graph
+        (forward,) = [op for op in graph.get_operations() if op.type == "FocalOp>SigmoidFocalLoss"]
+        (backward,) = [op for op in graph.get_operations() if op.type == "FocalOp>SigmoidFocalLossGrad"]
+        assert forward.outputs[0].shape.as_list() == [6]
+        assert backward.inputs[5].shape.as_list() == upstream_shape
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            want = total(focal_op.reference.sigmoid_focal_loss(labels, logits, alpha=0.25, reduction=reduction))
+        value, grad = tf.function(step)(labels, logits)
+        _assert_close(value, want, tf.float32, reduction)
+        _assert_close(grad, tape.gradient(want, logits), tf.float32, reduction)
+    unknown = tf.function(lambda y, x: focal_op.sigmoid_focal_loss(y, x, reduction="sum_over_classes"),
+                          input_signature=[tf.TensorSpec([None, None])] * 2)
+    _assert_close(unknown(labels, logits),
+                  focal_op.reference.sigmoid_focal_loss(labels, logits, reduction="sum_over_classes"), tf.float32)
+    for dtype in (tf.float16, tf.bfloat16):
+        got = focal_op.sigmoid_focal_loss(tf.cast(labels, dtype), tf.cast(logits, dtype), reduction="mean")
+        want = focal_op.reference.sigmoid_focal_loss(tf.cast(labels, dtype), tf.cast(logits, dtype), reduction="mean")
+        assert got.dtype == dtype
+        np.testing.assert_allclose(float(got), float(want), rtol=1e-2)
+
+
+def test_sigmoid_reduction_errors(rng):
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        focal_op.sigmoid_focal_loss([1.0], [0.5], reduction="sum_over_batch_size")
+    with pytest.raises(ValueError, match="rank >= 1"):
+        focal_op.sigmoid_focal_loss(1.0, 0.5, reduction="sum_over_classes")
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        focal_op.reference.sigmoid_focal_loss([1.0], [0.5], reduction="avg")
+    # a scalar's sum and mean are the scalar
+    np.testing.assert_allclose(focal_op.sigmoid_focal_loss(1.0, 0.5, reduction="mean"),
+                               focal_op.sigmoid_focal_loss(1.0, 0.5), rtol=1e-7)
+    op = focal_op._loader.op_library().focal_op_sigmoid_focal_loss
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="rank >= 1"):
+        op(labels=tf.constant(1.0), logits=tf.constant(0.5), alpha=tf.zeros([0], tf.float64),
+           gamma=tf.constant(2.0, tf.float64), label_smoothing=tf.constant(0.0, tf.float64), sum_over_classes=True)

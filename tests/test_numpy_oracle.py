@@ -84,3 +84,37 @@ def test_sigmoid_broadcast_upstream_matches_oracle(shape):
     for bad in (np.ones(shape[:-1]), np.ones((1,) * len(shape)), np.ones(shape[:-1] + (2,))):
         with pytest.raises(ValueError, match="one value per row"):
             core.sigmoid_backward(labels, logits, bad)
+
+
+@pytest.mark.parametrize("shape", [(37, 10), (16, 32), (5, 33), (3, 2, 4100), (6,)], ids=str)
+def test_sigmoid_row_sums_match_oracle(shape):
+    """sum_over_classes: the elementwise loss summed over the last axis, not stored (row-per-lane
+    sums for short rows, pieces for long ones), in float64, float32 and 16-bit types."""
+    rng = np.random.default_rng(13)
+    logits = rng.standard_normal(shape) * 4.0
+    labels = rng.uniform(size=shape)
+    for alpha in (None, 0.25, rng.uniform(0.1, 0.9, shape[-1])):
+        kwargs = dict(alpha=alpha, gamma=2.0, label_smoothing=0.1)
+        want, _ = numpy_oracle.sigmoid(labels, logits, upstream=np.ones(shape), **kwargs)
+        got = core.sigmoid_forward(labels, logits, sum_over_classes=True, **kwargs)
+        assert got.shape == shape[:-1]
+        np.testing.assert_allclose(got, want.sum(axis=-1), rtol=1e-12)
+        got32 = core.sigmoid_forward(labels.astype(np.float32), logits.astype(np.float32), sum_over_classes=True,
+                                     **kwargs)
+        assert got32.dtype == np.float32
+        np.testing.assert_allclose(got32, want.sum(axis=-1), rtol=2e-6)
+        got16 = core.sigmoid_forward(labels.astype(np.float16), logits.astype(np.float16), sum_over_classes=True,
+                                     **kwargs)
+        want16, _ = numpy_oracle.sigmoid(labels.astype(np.float16).astype(np.float64),
+                                         logits.astype(np.float16).astype(np.float64), upstream=np.ones(shape), **kwargs)
+        np.testing.assert_allclose(got16, want16.sum(axis=-1), rtol=2e-3)
+    np.testing.assert_array_equal(core.sigmoid_forward(np.ones((3, 0)), np.ones((3, 0)), sum_over_classes=True),
+                                  np.zeros(3))
+    with pytest.raises(ValueError, match="rank >= 1"):
+        core.sigmoid_forward(np.array(1.0), np.array(0.5), sum_over_classes=True)
+
+
+def test_sigmoid_scalar_logits():
+    """0-d arrays stay 0-d: the loss of one logit."""
+    want, _ = numpy_oracle.sigmoid(np.array(1.0), np.array(0.5), upstream=np.array(1.0), gamma=2.0)
+    np.testing.assert_allclose(core.sigmoid_forward(np.array(1.0), np.array(0.5)), want, rtol=1e-12)

@@ -23,6 +23,8 @@ namespace focal {
   template <typename T>                                                                                              \
   void sigmoid_focal_elements(const T*, const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, T*,       \
                               SigmoidUpstream);                                                                     \
+  template <typename T>                                                                                              \
+  void sigmoid_focal_row_sums(const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, T*);                 \
   }
 FOCAL_DECLARE_ISA_KERNELS(isa_generic)
 #if defined(FOCAL_OP_X86_DISPATCH)
@@ -139,13 +141,20 @@ void sigmoid_focal_cpu(const T* logits, const T* labels, const T* loss_grad, int
   FOCAL_DISPATCH(sigmoid_focal_elements<T>, true, logits, labels, loss_grad, columns, elements, params, out, upstream)
 }
 
+template <typename T>
+void sigmoid_focal_row_sums_cpu(const T* logits, const T* labels, int64_t columns, RowRange rows,
+                                const SigmoidFocalParams& params, T* out) {
+  FOCAL_DISPATCH(sigmoid_focal_row_sums<T>, true, logits, labels, columns, rows, params, out)
+}
+
 #define FOCAL_INSTANTIATE_ELEMENTWISE(T)                                                                              \
   template void dense_softmax_focal_forward_cpu<T>(const T*, const T*, int64_t, RowRange, const SoftmaxFocalParams&,  \
                                                    T*, acc_t<T>*);                                                    \
   template void dense_softmax_focal_backward_cpu<T>(const T*, const T*, const acc_t<T>*, const T*, int64_t, RowRange, \
                                                     const SoftmaxFocalParams&, T*);                                   \
   template void sigmoid_focal_cpu<T>(const T*, const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, T*, \
-                                     SigmoidUpstream);
+                                     SigmoidUpstream);                                                                  \
+  template void sigmoid_focal_row_sums_cpu<T>(const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, T*);
 FOCAL_FOR_EACH_FLOAT_TYPE(FOCAL_INSTANTIATE_ELEMENTWISE)
 
 }  // namespace focal

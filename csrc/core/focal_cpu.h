@@ -56,6 +56,13 @@ void sigmoid_focal_cpu(const T* logits, const T* labels, const T* loss_grad, int
                        const SigmoidFocalParams& params, T* out,
                        SigmoidUpstream upstream = SigmoidUpstream::kPerElement);
 
+// The sigmoid focal loss summed over the last axis, for rows [rows.begin, rows.end) of [rows,
+// columns] logits and labels: out[r] = Σ_c loss[r, c], without storing the elementwise loss. Its
+// gradient is sigmoid_focal_cpu's backward with one upstream value per row.
+template <typename T>
+void sigmoid_focal_row_sums_cpu(const T* logits, const T* labels, int64_t columns, RowRange rows,
+                                const SigmoidFocalParams& params, T* out);
+
 // The instruction set the CPU kernels run with: "avx512" (x86-64-v4), "avx2" (x86-64-v3) or
 // "generic". The best the CPU supports, unless FOCAL_OP_CPU_ISA names a lower one.
 const char* cpu_isa();

@@ -437,6 +437,48 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
   }
 }
 
+// ---- sigmoid row sums -------------------------------------------------------------------------
+// Σ over each row of the elementwise loss, a group of threads per row as for softmax rows.
+template <typename Acc>
+struct LossSum {
+  Acc loss;
+};
+
+template <typename Acc>
+__device__ __forceinline__ LossSum<Acc> merge(LossSum<Acc> a, LossSum<Acc> b) {
+  return {a.loss + b.loss};
+}
+
+template <typename Acc>
+__device__ __forceinline__ LossSum<Acc> shuffle_xor(unsigned mask, LossSum<Acc> v, int offset) {
+  return {__shfl_xor_sync(mask, v.loss, offset)};
+}
+
+template <int kGroup, typename T>
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    sigmoid_row_sums_kernel(const T* logits, const T* labels, int64_t rows, int64_t columns,
+                            SigmoidFocalParams params, T* out) {
+  using Acc = acc_t<T>;
+  using Layout = GroupLayout<kGroup>;
+  const int lane = Layout::lane();
+  const Acc gamma = static_cast<Acc>(params.gamma);
+  const Acc smoothing = static_cast<Acc>(params.label_smoothing);
+  const bool has_alpha = sigmoid_has_alpha(params);
+  const Acc shared_alpha = has_alpha ? static_cast<Acc>(params.alpha[0]) : Acc(1);
+  const bool per_column = has_alpha && params.alpha_size > 1;
+  // a block-wide group's rows are uniform across the block (see softmax_forward_kernel)
+  for (int64_t row = Layout::first_row(); row < rows; row += Layout::row_stride()) {
+    const T* y = labels + row * columns;
+    LossSum<Acc> part{Acc(0)};
+    for_each_logit<kGroup>(logits + row * columns, columns, lane, [&](int64_t c, Acc x) {
+      const Acc alpha = per_column ? static_cast<Acc>(params.alpha[c]) : shared_alpha;
+      part.loss += sigmoid_focal(x, smooth_binary_label(load_acc(y[c]), smoothing), has_alpha, alpha, gamma).loss;
+    });
+    const LossSum<Acc> total = group_all_reduce<kGroup>(part);
+    if (lane == 0) store_from_acc(total.loss, out + row);
+  }
+}
+
 }  // namespace
 
 int softmax_threads_per_row(int64_t classes) {
@@ -494,6 +536,19 @@ std::string sigmoid_focal_cuda(const T* logits, const T* labels, const T* loss_g
   return launch_error();
 }
 
+template <typename T>
+std::string sigmoid_focal_row_sums_cuda(const T* logits, const T* labels, int64_t rows, int64_t columns,
+                                        const SigmoidFocalParams& params, T* out, void* stream) {
+  if (rows <= 0) return "";
+  with_threads_per_row(columns, [&](auto group) {
+    constexpr int kGroup = decltype(group)::value;
+    const int64_t blocks = blocks_for(rows, GroupLayout<kGroup>::kRowsPerBlock);
+    sigmoid_row_sums_kernel<kGroup><<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0,
+                                      static_cast<cudaStream_t>(stream)>>>(logits, labels, rows, columns, params, out);
+  });
+  return launch_error();
+}
+
 int cuda_device_count() {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess) {
@@ -527,7 +582,9 @@ FOCAL_FOR_EACH_TYPE(FOCAL_INSTANTIATE_SPARSE)
   template std::string dense_softmax_focal_backward_cuda<T>(const T*, const T*, const acc_t<T>*, const T*, int64_t, \
                                                             int64_t, const SoftmaxFocalParams&, T*, void*);         \
   template std::string sigmoid_focal_cuda<T>(const T*, const T*, const T*, int64_t, int64_t,                        \
-                                             const SigmoidFocalParams&, T*, void*, SigmoidUpstream);
+                                             const SigmoidFocalParams&, T*, void*, SigmoidUpstream);                \
+  template std::string sigmoid_focal_row_sums_cuda<T>(const T*, const T*, int64_t, int64_t, const SigmoidFocalParams&, \
+                                                      T*, void*);
 FOCAL_FOR_EACH_FLOAT_TYPE(FOCAL_INSTANTIATE_ELEMENTWISE)
 #undef FOCAL_INSTANTIATE_ELEMENTWISE
 

@@ -47,6 +47,11 @@ std::string sigmoid_focal_cuda(const T* logits, const T* labels, const T* loss_g
                                const SigmoidFocalParams& params, T* out, void* stream,
                                SigmoidUpstream upstream = SigmoidUpstream::kPerElement);
 
+// The sigmoid loss summed over the last axis: out [rows] from logits and labels [rows, columns].
+template <typename T>
+std::string sigmoid_focal_row_sums_cuda(const T* logits, const T* labels, int64_t rows, int64_t columns,
+                                        const SigmoidFocalParams& params, T* out, void* stream);
+
 // Number of CUDA devices the runtime sees (0 where there is no GPU or no driver), and the
 // runtime's text for why, "" when there is at least one device.
 int cuda_device_count();

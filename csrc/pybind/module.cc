@@ -153,7 +153,8 @@ auto dispatch_float_type(const py::array& logits, Body&& body) {
 std::pair<py::array, py::array> same_shape_arrays(const py::array& labels_in, const py::array& logits_in) {
   py::array logits = py::array::ensure(logits_in, py::array::c_style);
   if (!logits) throw py::type_error("logits must be array-like");
-  py::array labels = py::module_::import("numpy").attr("ascontiguousarray")(labels_in, logits.dtype());
+  // numpy.require keeps 0-d arrays 0-d (ascontiguousarray would make them 1-d)
+  py::array labels = py::module_::import("numpy").attr("require")(labels_in, logits.dtype(), "C");
   const std::vector<py::ssize_t> a(labels.shape(), labels.shape() + labels.ndim());
   const std::vector<py::ssize_t> b(logits.shape(), logits.shape() + logits.ndim());
   if (a != b) throw py::value_error("labels must have the shape of logits");
@@ -277,9 +278,11 @@ py::array dense_softmax_backward(const py::array& labels_in, const py::array& lo
   });
 }
 
-// Sigmoid forward (loss_grad None) or backward, elementwise.
+// Sigmoid forward (loss_grad None) or backward, elementwise; the forward summed over the last
+// axis with sum_over_classes.
 py::array sigmoid_elementwise(const py::array& labels_in, const py::array& logits_in, const py::object& loss_grad_in,
-                              const py::object& alpha_in, double gamma, double label_smoothing) {
+                              const py::object& alpha_in, double gamma, double label_smoothing,
+                              bool sum_over_classes = false) {
   auto [labels, logits] = same_shape_arrays(labels_in, logits_in);
   const std::vector<double> alpha = alpha_values(alpha_in);
   focal::SigmoidFocalParams params;
@@ -299,6 +302,22 @@ py::array sigmoid_elementwise(const py::array& labels_in, const py::array& logit
     }
     const std::string layout_error = focal::sigmoid_upstream_layout(shape_of(loss_grad), shape_of(logits), &upstream);
     if (!layout_error.empty()) throw py::value_error(layout_error);
+  }
+  if (sum_over_classes) {
+    if (logits.ndim() == 0) throw py::value_error("sum_over_classes needs logits of rank >= 1; got a scalar");
+    std::vector<py::ssize_t> rows_shape = shape_of(logits);
+    rows_shape.pop_back();
+    return dispatch_float_type(logits, [&](auto logit_tag) {
+      using T = decltype(logit_tag);
+      py::array out(logits.dtype(), rows_shape);
+      {
+        py::gil_scoped_release release;
+        focal::sigmoid_focal_row_sums_cpu(static_cast<const T*>(logits.data()), static_cast<const T*>(labels.data()),
+                                          columns, focal::RowRange{0, static_cast<int64_t>(out.size())}, params,
+                                          static_cast<T*>(out.mutable_data()));
+      }
+      return out;
+    });
   }
   return dispatch_float_type(logits, [&](auto logit_tag) {
     using T = decltype(logit_tag);
@@ -531,14 +550,19 @@ void softmax_backward_cuda(const py::object& labels, const py::object& logits, c
 // Sigmoid forward (loss_grad None: out = loss) or backward (out = logits_grad).
 void sigmoid_cuda(const py::object& labels_in, const py::object& logits_in, const py::object& loss_grad_in,
                   const py::object& out_array, const py::object& alpha, double gamma, double label_smoothing,
-                  const py::object& stream, std::optional<std::string> dtype) {
+                  const py::object& stream, std::optional<std::string> dtype, bool sum_over_classes = false) {
   require_device();
   const DeviceArray logits = device_array(logits_in, "logits", false);
   const DeviceArray labels = device_array(labels_in, "labels", false);
   const DeviceArray out = device_array(out_array, loss_grad_in.is_none() ? "loss" : "logits_grad", true);
   const std::string type = logits_type(logits, dtype);
   check_same(labels, "labels", logits.shape, type);
-  check_same(out, "output", logits.shape, type);
+  if (sum_over_classes && logits.shape.empty()) {
+    throw py::value_error("sum_over_classes needs logits of rank >= 1; got a scalar");
+  }
+  const std::vector<int64_t> out_shape =
+      sum_over_classes ? std::vector<int64_t>(logits.shape.begin(), logits.shape.end() - 1) : logits.shape;
+  check_same(out, "output", out_shape, type);
   const void* loss_grad_ptr = nullptr;
   focal::SigmoidUpstream upstream = focal::SigmoidUpstream::kPerElement;
   if (!loss_grad_in.is_none()) {
@@ -557,6 +581,11 @@ void sigmoid_cuda(const py::object& labels_in, const py::object& logits_in, cons
   if (!error.empty()) throw py::value_error(error);
   throw_if_failed(dispatch_float_type_name(type, [&](auto logit_tag) {
     using T = decltype(logit_tag);
+    if (sum_over_classes) {
+      return focal::sigmoid_focal_row_sums_cuda(static_cast<const T*>(logits.data), static_cast<const T*>(labels.data),
+                                                out.size, columns, params, static_cast<T*>(out.data),
+                                                cuda_stream(stream));
+    }
     return focal::sigmoid_focal_cuda(static_cast<const T*>(logits.data), static_cast<const T*>(labels.data),
                                      static_cast<const T*>(loss_grad_ptr), logits.size, columns, params,
                                      static_cast<T*>(out.data), cuda_stream(stream), upstream);
@@ -615,12 +644,15 @@ void define_cuda_entry_points(py::module_& m) {
   m.def(
       "sigmoid_forward_cuda",
       [](const py::object& labels, const py::object& logits, const py::object& loss, const py::object& alpha,
-         double gamma, double label_smoothing, const py::object& stream, std::optional<std::string> dtype) {
-        sigmoid_cuda(labels, logits, py::none(), loss, alpha, gamma, label_smoothing, stream, dtype);
+         double gamma, double label_smoothing, const py::object& stream, std::optional<std::string> dtype,
+         bool sum_over_classes) {
+        sigmoid_cuda(labels, logits, py::none(), loss, alpha, gamma, label_smoothing, stream, dtype, sum_over_classes);
       },
       py::arg("labels"), py::arg("logits"), py::arg("loss"), py::kw_only(), py::arg("alpha") = py::none(),
       py::arg("gamma") = 2.0, py::arg("label_smoothing") = 0.0, py::arg("stream") = py::none(),
-      py::arg("dtype") = py::none(), "Elementwise sigmoid focal loss on GPU arrays.");
+      py::arg("dtype") = py::none(), py::arg("sum_over_classes") = false,
+      "Elementwise sigmoid focal loss on GPU arrays (loss of shape logits.shape[:-1], summed over the last axis, "
+      "with sum_over_classes).");
   m.def(
       "sigmoid_backward_cuda",
       [](const py::object& labels, const py::object& logits, const py::object& loss_grad, const py::object& logits_grad,
@@ -659,11 +691,12 @@ PYBIND11_MODULE(_focal_core, m) {
   m.def(
       "sigmoid_forward",
       [](const py::array& labels, const py::array& logits, const py::object& alpha, double gamma,
-         double label_smoothing) {
-        return sigmoid_elementwise(labels, logits, py::none(), alpha, gamma, label_smoothing);
+         double label_smoothing, bool sum_over_classes) {
+        return sigmoid_elementwise(labels, logits, py::none(), alpha, gamma, label_smoothing, sum_over_classes);
       },
       py::arg("labels"), py::arg("logits"), py::kw_only(), py::arg("alpha") = py::none(), py::arg("gamma") = 2.0,
-      py::arg("label_smoothing") = 0.0, "Elementwise sigmoid focal loss.");
+      py::arg("label_smoothing") = 0.0, py::arg("sum_over_classes") = false,
+      "Elementwise sigmoid focal loss (summed over the last axis with sum_over_classes).");
   m.def(
       "sigmoid_backward",
       [](const py::array& labels, const py::array& logits, const py::array& loss_grad, const py::object& alpha,

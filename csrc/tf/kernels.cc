@@ -245,6 +245,16 @@ struct CpuLaunch {
     });
     return absl::OkStatus();
   }
+
+  template <typename T>
+  static absl::Status SigmoidRowSums(OpKernelContext* ctx, const T* logits, const T* labels, int64_t rows,
+                                     int64_t columns, const focal::SigmoidFocalParams& params, T* out) {
+    ShardRows(ctx, rows, /*cost_per_row=*/60 * columns + 100, [&](focal::RowRange range) {
+      focal::sigmoid_focal_row_sums_cpu(logits, labels, columns, range, params, out);
+      return int64_t{-1};
+    });
+    return absl::OkStatus();
+  }
 };
 
 #if defined(FOCAL_OP_WITH_CUDA)
@@ -297,6 +307,13 @@ struct GpuLaunch {
                               const focal::SigmoidFocalParams& params, T* out) {
     return FromLaunch(focal::sigmoid_focal_cuda(logits, labels, loss_grad, elements, columns, params, out,
                                                 GpuStream(ctx), upstream));
+  }
+
+  template <typename T>
+  static absl::Status SigmoidRowSums(OpKernelContext* ctx, const T* logits, const T* labels, int64_t rows,
+                                     int64_t columns, const focal::SigmoidFocalParams& params, T* out) {
+    return FromLaunch(
+        focal::sigmoid_focal_row_sums_cuda(logits, labels, rows, columns, params, out, GpuStream(ctx)));
   }
 };
 #endif
@@ -434,11 +451,14 @@ std::vector<int64_t> Dims(const TensorShape& shape) {
   return dims;
 }
 
-// Sigmoid forward (kBackward = false) and gradient (true): elementwise over the logits.
+// Sigmoid forward (kBackward = false) and gradient (true): elementwise over the logits, or the
+// forward summed over the last axis (sum_over_classes).
 template <typename Launch, typename T, bool kBackward>
 class SigmoidFocalLossOp : public OpKernel {
  public:
-  explicit SigmoidFocalLossOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit SigmoidFocalLossOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    if (!kBackward) OP_REQUIRES_OK(ctx, ctx->GetAttr("sum_over_classes", &sum_over_classes_));
+  }
 
   void Compute(OpKernelContext* ctx) override {
     using Core = typename CoreType<T>::type;
@@ -455,12 +475,26 @@ class SigmoidFocalLossOp : public OpKernel {
       loss_grad_ptr = CorePtr<T>(loss_grad);
     }
     Tensor* out = nullptr;
+    if (sum_over_classes_) {
+      OP_REQUIRES(ctx, logits.dims() > 0,
+                  absl::InvalidArgumentError("sum_over_classes needs logits of rank >= 1; got a scalar"));
+      TensorShape rows_shape = logits.shape();
+      rows_shape.RemoveLastDims(1);
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(0, rows_shape, &out));
+      if (rows_shape.num_elements() == 0) return;
+      OP_REQUIRES_OK(ctx, Launch::SigmoidRowSums(ctx, CorePtr<T>(logits), CorePtr<T>(ctx->input(0)),
+                                                 rows_shape.num_elements(), columns, params, CorePtr<T>(out)));
+      return;
+    }
     OP_REQUIRES_OK(ctx, kBackward ? AllocateLogitsGrad(ctx, &out) : ctx->allocate_output(0, logits.shape(), &out));
     const int64_t elements = logits.NumElements();
     if (elements == 0) return;
     OP_REQUIRES_OK(ctx, Launch::Sigmoid(ctx, CorePtr<T>(logits), CorePtr<T>(ctx->input(0)), loss_grad_ptr, upstream,
                                         elements, columns, params, CorePtr<T>(out)));
   }
+
+ private:
+  bool sum_over_classes_ = false;
 };
 
 // ---- registration -----------------------------------------------------------------------------

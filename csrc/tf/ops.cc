@@ -138,7 +138,18 @@ absl::Status MergeSigmoidShapes(InferenceContext* c, ShapeHandle* logits) {
 absl::Status SigmoidFocalLossShape(InferenceContext* c) {
   ShapeHandle logits;
   TF_RETURN_IF_ERROR(MergeSigmoidShapes(c, &logits));
-  c->set_output(0, logits);
+  bool sum_over_classes = false;
+  TF_RETURN_IF_ERROR(c->GetAttr("sum_over_classes", &sum_over_classes));
+  if (!sum_over_classes) {
+    c->set_output(0, logits);
+    return absl::OkStatus();
+  }
+  if (c->RankKnown(logits) && c->Rank(logits) == 0) {
+    return absl::InvalidArgumentError("sum_over_classes needs logits of rank >= 1; got a scalar");
+  }
+  ShapeHandle rows = c->UnknownShape();
+  if (c->RankKnown(logits)) TF_RETURN_IF_ERROR(c->Subshape(logits, 0, -1, &rows));
+  c->set_output(0, rows);
   return absl::OkStatus();
 }
 
@@ -148,10 +159,12 @@ absl::Status SigmoidFocalLossGradShape(InferenceContext* c) {
   TF_RETURN_IF_ERROR(MergeSigmoidShapes(c, &logits));
   const ShapeHandle upstream = c->input(5);
   const bool scalar = c->RankKnown(upstream) && c->Rank(upstream) == 0;
+  // [..., 1] against logits whose last dim is unknown: per row either way (for C = 1 the two
+  // layouts coincide), so the gradient keeps the logits' last dim
   const bool per_row = c->RankKnown(upstream) && c->Rank(upstream) > 0 && c->ValueKnown(c->Dim(upstream, -1)) &&
                        c->Value(c->Dim(upstream, -1)) == 1 && c->RankKnown(logits) &&
-                       c->Rank(logits) == c->Rank(upstream) && c->ValueKnown(c->Dim(logits, -1)) &&
-                       c->Value(c->Dim(logits, -1)) != 1;
+                       c->Rank(logits) == c->Rank(upstream) &&
+                       !(c->ValueKnown(c->Dim(logits, -1)) && c->Value(c->Dim(logits, -1)) == 1);
   if (per_row) {
     ShapeHandle upstream_rows, logits_rows, merged;
     TF_RETURN_IF_ERROR(c->Subshape(upstream, 0, -1, &upstream_rows));
@@ -248,10 +261,13 @@ REGISTER_OP("FocalOp>SigmoidFocalLoss")
     .Input("label_smoothing: double")
     .Output("loss: T")
     .Attr("T: {half, bfloat16, float, double}")
+    .Attr("sum_over_classes: bool = false")
     .SetShapeFn(SigmoidFocalLossShape)
     .Doc(R"doc(
 Elementwise sigmoid focal loss α_t (1-p_t)^γ BCE(y, x) with y smoothed to y(1-s) + s/2.
 alpha: empty (α_t = 1), a scalar, or one value per column of the last axis.
+sum_over_classes: output the loss summed over the last axis (shape logits.shape[:-1]) without
+storing the elementwise loss; its gradient op takes one upstream value per row ([..., 1]).
 )doc");
 
 REGISTER_OP("FocalOp>SigmoidFocalLossGrad")

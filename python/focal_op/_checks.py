@@ -130,3 +130,30 @@ def float64_scalar(value) -> tf.Tensor:
 def compute_dtype(dtype: tf.DType) -> tf.DType:
     """16-bit logits are computed in float32."""
     return tf.float64 if dtype == tf.float64 else tf.float32
+
+
+SIGMOID_REDUCTIONS = ("none", "sum_over_classes", "mean_over_classes", "sum", "mean")
+
+
+def check_sigmoid_reduction(reduction, logits: tf.Tensor) -> str:
+    """The sigmoid loss's `reduction`; the per-row ones need logits of rank >= 1."""
+    if reduction not in SIGMOID_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(repr(r) for r in SIGMOID_REDUCTIONS)}; got {reduction!r}")
+    if reduction.endswith("_over_classes") and logits.shape.rank == 0:
+        raise ValueError(f"reduction={reduction!r} needs logits of rank >= 1; got a scalar")
+    return reduction
+
+
+def finish_sigmoid_reduction(row_sums: tf.Tensor, reduction: str, logits: tf.Tensor) -> tf.Tensor:
+    """The sigmoid loss reduced as `reduction` says, from its sums over the last axis (computed in
+    float32 for 16-bit row sums, returned in their dtype)."""
+    if reduction == "sum_over_classes":
+        return row_sums
+    sums = tf.cast(row_sums, compute_dtype(row_sums.dtype))
+    if reduction == "mean_over_classes":
+        result = sums / tf.cast(tf.shape(logits)[-1], sums.dtype)
+    elif reduction == "sum":
+        result = tf.reduce_sum(sums)
+    else:
+        result = tf.reduce_sum(sums) / tf.cast(tf.size(logits), sums.dtype)
+    return tf.cast(result, row_sums.dtype)

@@ -110,7 +110,7 @@ def softmax_focal_loss(labels, logits, *, gamma=2.0, alpha=None, epsilon=None, l
         return loss
 
 
-def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing=0.0, name=None):
+def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing=0.0, reduction="none", name=None):
     """Elementwise sigmoid focal loss for binary and multi-label targets, one fused op per direction.
 
     loss = α_t · (1 - p_t)^γ · BCE(y, x), p = sigmoid(x), p_t = y·p + (1-y)·(1-p),
@@ -123,18 +123,32 @@ def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing
       gamma: focusing parameter γ >= 0.
       alpha: None, a float, or a vector over the last axis (α of the positive part).
       label_smoothing: s in [0, 1].
+      reduction: "none" (elementwise), "sum_over_classes" or "mean_over_classes" (over the last
+        axis: one value per row, the Keras per-sample loss for the mean), "sum" or "mean" (over
+        every element: a scalar). The reductions are computed inside the op, which then never
+        stores the elementwise loss (fewer bytes moved; see the README).
 
     Returns:
-      The loss, elementwise: the logits' shape and dtype.
+      The loss, in the logits' dtype: the logits' shape for "none", logits.shape[:-1] for the
+      per-row reductions, a scalar for "sum" and "mean".
     """
     arguments = _checks.focal_arguments(gamma, label_smoothing)
     with tf.name_scope(name or "sigmoid_focal_loss"):
         logits = _checks.logits_tensor(logits, min_rank=0)
         labels = _checks.dense_labels_tensor(labels, logits)
         alpha = _checks.sigmoid_alpha_tensor(alpha, logits)
+        reduction = _checks.check_sigmoid_reduction(reduction, logits)
         if _xla.in_xla_context():
-            return _xla.sigmoid_focal_loss(labels, logits, alpha, **arguments)
-        return op_library().focal_op_sigmoid_focal_loss(labels=labels, logits=logits, alpha=alpha, **arguments)
+            loss = _xla.sigmoid_focal_loss(labels, logits, alpha, **arguments)
+            if reduction == "none" or logits.shape.rank == 0:
+                return loss
+            return _checks.finish_sigmoid_reduction(tf.reduce_sum(loss, axis=-1), reduction, logits)
+        if reduction == "none" or logits.shape.rank == 0:  # a scalar's sum and mean are itself
+            return op_library().focal_op_sigmoid_focal_loss(labels=labels, logits=logits, alpha=alpha, **arguments)
+        row_sums = op_library().focal_op_sigmoid_focal_loss(
+            labels=labels, logits=logits, alpha=alpha, sum_over_classes=True, **arguments
+        )
+        return _checks.finish_sigmoid_reduction(row_sums, reduction, logits)
 
 
 @tf.RegisterGradient("FocalOp>SoftmaxFocalLoss")
@@ -148,13 +162,19 @@ def _softmax_focal_loss_grad(op, loss_grad, _row_stats_grad):
 @tf.RegisterGradient("FocalOp>SigmoidFocalLoss")
 def _sigmoid_focal_loss_grad(op, loss_grad):
     labels, logits, alpha, gamma, label_smoothing = op.inputs
+    if op.get_attr("sum_over_classes"):  # one upstream value per row ([..., 1]), or one for all
+        upstream = _broadcast_source(loss_grad, op.outputs[0])
+        if upstream.shape.rank != 0:
+            upstream = tf.expand_dims(loss_grad, -1)
+    else:
+        upstream = _broadcast_source(loss_grad, logits)
     logits_grad = op_library().focal_op_sigmoid_focal_loss_grad(
         labels=labels,
         logits=logits,
         alpha=alpha,
         gamma=gamma,
         label_smoothing=label_smoothing,
-        loss_grad=_broadcast_source(loss_grad, logits),
+        loss_grad=upstream,
     )
     return [None, logits_grad, None, None, None]
 

@@ -114,13 +114,15 @@ def softmax_focal_loss(labels, logits, *, gamma=2.0, alpha=None, epsilon=None, l
         return tf.cast(loss, logits.dtype)
 
 
-def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing=0.0, name=None):
-    """Pure-TF twin of :func:`focal_op.sigmoid_focal_loss`: α_t · (1 - p_t)^γ · BCE-with-logits."""
+def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing=0.0, reduction="none", name=None):
+    """Pure-TF twin of :func:`focal_op.sigmoid_focal_loss`: α_t · (1 - p_t)^γ · BCE-with-logits,
+    then `reduction` by TF reductions."""
     arguments = _checks.focal_arguments(gamma, label_smoothing)
     with tf.name_scope(name or "reference_sigmoid_focal_loss"):
         logits = _checks.logits_tensor(logits, min_rank=0)
         labels = _checks.dense_labels_tensor(labels, logits)
         alpha_t = _checks.sigmoid_alpha_tensor(alpha, logits)
+        reduction = _checks.check_sigmoid_reduction(reduction, logits)
         dtype = _checks.compute_dtype(logits.dtype)
         x = tf.cast(logits, dtype)
         y = tf.cast(labels, dtype)
@@ -134,4 +136,6 @@ def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing
         if alpha is not None:
             a = tf.cast(alpha_t, dtype)
             loss = (y * a + (1.0 - y) * (1.0 - a)) * loss
+        if reduction != "none" and logits.shape.rank != 0:  # a scalar's sum and mean are itself
+            loss = _checks.finish_sigmoid_reduction(tf.reduce_sum(loss, axis=-1), reduction, logits)
         return tf.cast(loss, logits.dtype)
