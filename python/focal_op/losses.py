@@ -167,6 +167,6 @@ class BinaryFocalLoss(_FocalLoss):
     def call(self, y_true, y_pred):
         y_pred = tf.convert_to_tensor(y_pred)
         logits = y_pred if self.from_logits else _sigmoid_probabilities_to_logits(y_pred)
-        loss = ops.sigmoid_focal_loss(y_true, logits, gamma=self.gamma, alpha=self.alpha,
-                                      label_smoothing=self.label_smoothing)
-        return tf.reduce_mean(loss, axis=-1)
+        # the mean over the last axis inside the op: the elementwise loss is never stored
+        return ops.sigmoid_focal_loss(y_true, logits, gamma=self.gamma, alpha=self.alpha,
+                                      label_smoothing=self.label_smoothing, reduction="mean_over_classes")
