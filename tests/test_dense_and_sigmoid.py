@@ -441,3 +441,20 @@ def test_sigmoid_reduction_errors(rng):
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="rank >= 1"):
         op(labels=tf.constant(1.0), logits=tf.constant(0.5), alpha=tf.zeros([0], tf.float64),
            gamma=tf.constant(2.0, tf.float64), label_smoothing=tf.constant(0.0, tf.float64), sum_over_classes=True)
+
+
+def test_sigmoid_per_row_upstream_on_short_rows_across_threads(rng):
+    """A per-row upstream gradient (weighted row sums) and alpha per column on short rows of a batch
+    large enough to be split over TensorFlow's threads mid-row: equal to the reference."""
+    shape = (4999, 7)
+    logits = tf.constant(random_logits(rng, shape), tf.float32)
+    labels = tf.constant(_binary_labels(rng, shape, soft=True), tf.float32)
+    alpha = rng.uniform(0.1, 0.9, shape[-1])
+    weights = tf.constant(rng.uniform(0.5, 1.5, shape[0]), tf.float32)
+    results = []
+    for loss_fn in (focal_op.sigmoid_focal_loss, focal_op.reference.sigmoid_focal_loss):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            total = tf.reduce_sum(weights * loss_fn(labels, logits, alpha=alpha, reduction="sum_over_classes"))
+        results.append(tape.gradient(total, logits))
+    _assert_close(results[0], results[1], tf.float32)

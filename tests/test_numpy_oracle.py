@@ -66,10 +66,10 @@ def test_oracle_matches_cpu_sigmoid_kernel(gamma):
                 np.testing.assert_allclose(grad, want_grad, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("shape", [(7, 13), (40, 3), (2, 3, 300)], ids=str)
+@pytest.mark.parametrize("shape", [(7, 13), (40, 3), (2, 3, 300), (300, 10), (700, 3)], ids=str)
 def test_sigmoid_broadcast_upstream_matches_oracle(shape):
     """loss_grad as one value for all elements ([]) or one per row ([..., 1]) gives the gradient
-    of the broadcast upstream gradient."""
+    of the broadcast upstream gradient (short rows in chunks of 2048 elements that end mid-row)."""
     rng = np.random.default_rng(12)
     logits = rng.standard_normal(shape) * 4.0
     labels = (rng.uniform(size=shape) < 0.3).astype(np.float64)
