@@ -12,6 +12,9 @@
 
 namespace focal {
 
+// The sigmoid's sum over the last axis (sum_over_classes) of scalar logits.
+constexpr const char* kSumOverClassesOfScalarError = "sum_over_classes needs logits of rank >= 1; got a scalar";
+
 inline std::string format_number(double v) {
   char buffer[32];
   std::snprintf(buffer, sizeof(buffer), "%.17g", v);

@@ -304,7 +304,7 @@ py::array sigmoid_elementwise(const py::array& labels_in, const py::array& logit
     if (!layout_error.empty()) throw py::value_error(layout_error);
   }
   if (sum_over_classes) {
-    if (logits.ndim() == 0) throw py::value_error("sum_over_classes needs logits of rank >= 1; got a scalar");
+    if (logits.ndim() == 0) throw py::value_error(focal::kSumOverClassesOfScalarError);
     std::vector<py::ssize_t> rows_shape = shape_of(logits);
     rows_shape.pop_back();
     return dispatch_float_type(logits, [&](auto logit_tag) {
@@ -558,7 +558,7 @@ void sigmoid_cuda(const py::object& labels_in, const py::object& logits_in, cons
   const std::string type = logits_type(logits, dtype);
   check_same(labels, "labels", logits.shape, type);
   if (sum_over_classes && logits.shape.empty()) {
-    throw py::value_error("sum_over_classes needs logits of rank >= 1; got a scalar");
+    throw py::value_error(focal::kSumOverClassesOfScalarError);
   }
   const std::vector<int64_t> out_shape =
       sum_over_classes ? std::vector<int64_t>(logits.shape.begin(), logits.shape.end() - 1) : logits.shape;

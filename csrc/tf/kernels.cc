@@ -477,7 +477,7 @@ class SigmoidFocalLossOp : public OpKernel {
     Tensor* out = nullptr;
     if (sum_over_classes_) {
       OP_REQUIRES(ctx, logits.dims() > 0,
-                  absl::InvalidArgumentError("sum_over_classes needs logits of rank >= 1; got a scalar"));
+                  absl::InvalidArgumentError(focal::kSumOverClassesOfScalarError));
       TensorShape rows_shape = logits.shape();
       rows_shape.RemoveLastDims(1);
       OP_REQUIRES_OK(ctx, ctx->allocate_output(0, rows_shape, &out));

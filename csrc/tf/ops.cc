@@ -6,6 +6,7 @@
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "validate.h"
 
 namespace focal_tf {
 namespace {
@@ -145,7 +146,7 @@ absl::Status SigmoidFocalLossShape(InferenceContext* c) {
     return absl::OkStatus();
   }
   if (c->RankKnown(logits) && c->Rank(logits) == 0) {
-    return absl::InvalidArgumentError("sum_over_classes needs logits of rank >= 1; got a scalar");
+    return absl::InvalidArgumentError(focal::kSumOverClassesOfScalarError);
   }
   ShapeHandle rows = c->UnknownShape();
   if (c->RankKnown(logits)) TF_RETURN_IF_ERROR(c->Subshape(logits, 0, -1, &rows));

@@ -157,3 +157,10 @@ def finish_sigmoid_reduction(row_sums: tf.Tensor, reduction: str, logits: tf.Ten
     else:
         result = tf.reduce_sum(sums) / tf.cast(tf.size(logits), sums.dtype)
     return tf.cast(result, row_sums.dtype)
+
+
+def reduce_sigmoid_loss(loss: tf.Tensor, reduction: str, logits: tf.Tensor) -> tf.Tensor:
+    """The elementwise sigmoid loss reduced as `reduction` says (a scalar's sum and mean are itself)."""
+    if reduction == "none" or logits.shape.rank == 0:
+        return loss
+    return finish_sigmoid_reduction(tf.reduce_sum(loss, axis=-1), reduction, logits)

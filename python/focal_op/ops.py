@@ -140,9 +140,7 @@ def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing
         reduction = _checks.check_sigmoid_reduction(reduction, logits)
         if _xla.in_xla_context():
             loss = _xla.sigmoid_focal_loss(labels, logits, alpha, **arguments)
-            if reduction == "none" or logits.shape.rank == 0:
-                return loss
-            return _checks.finish_sigmoid_reduction(tf.reduce_sum(loss, axis=-1), reduction, logits)
+            return _checks.reduce_sigmoid_loss(loss, reduction, logits)
         if reduction == "none" or logits.shape.rank == 0:  # a scalar's sum and mean are itself
             return op_library().focal_op_sigmoid_focal_loss(labels=labels, logits=logits, alpha=alpha, **arguments)
         row_sums = op_library().focal_op_sigmoid_focal_loss(

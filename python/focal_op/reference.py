@@ -136,6 +136,4 @@ def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing
         if alpha is not None:
             a = tf.cast(alpha_t, dtype)
             loss = (y * a + (1.0 - y) * (1.0 - a)) * loss
-        if reduction != "none" and logits.shape.rank != 0:  # a scalar's sum and mean are itself
-            loss = _checks.finish_sigmoid_reduction(tf.reduce_sum(loss, axis=-1), reduction, logits)
-        return tf.cast(loss, logits.dtype)
+        return tf.cast(_checks.reduce_sigmoid_loss(loss, reduction, logits), logits.dtype)
