@@ -116,20 +116,36 @@ def _step(loss_fn, mode, with_backward):
     return tf.function(body, jit_compile=(mode == "xla"))
 
 
-def _time(fn, labels, logits, repeats, min_seconds):
-    _block(fn(labels, logits))  # trace / compile
-    warm_until = time.perf_counter() + 0.25  # then warm up (thread pool, allocator, caches)
-    for _ in range(3):
+def _warm(fn, labels, logits, seconds=0.3):
+    """Traces (or compiles) a step, then runs it for `seconds` (thread pool, allocator, caches)."""
+    _block(fn(labels, logits))
+    warm_until = time.perf_counter() + seconds
+    while time.perf_counter() < warm_until:
         _block(fn(labels, logits))
-        if time.perf_counter() > warm_until:
-            break
+
+
+def _timed_calls(fn, labels, logits, seconds):
+    """Times calls of a step for about `seconds` (at least one call); the list of call times."""
     times = []
-    start = time.perf_counter()
-    while len(times) < repeats or (time.perf_counter() - start < min_seconds and len(times) < 50):
+    stop = time.perf_counter() + seconds
+    while not times or time.perf_counter() < stop:
         t0 = time.perf_counter()
         _block(fn(labels, logits))
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def _time_interleaved(steps, labels, logits, rounds, min_seconds):
+    """Median call time of every step, measured in `rounds` rounds that visit every step in turn
+    (so a slow phase of the machine, or the first minutes of the process, weighs on all of them
+    alike rather than on whichever is measured first); each step gets about min_seconds in all."""
+    for fn in steps.values():
+        _warm(fn, labels, logits)
+    times = {key: [] for key in steps}
+    for _ in range(rounds):
+        for key, fn in steps.items():
+            times[key] += _timed_calls(fn, labels, logits, min_seconds / rounds)
+    return {key: statistics.median(values) for key, values in times.items()}
 
 
 def _block(result):
@@ -168,14 +184,26 @@ def _cases(suite, shapes):
 
 
 def run(suite, shapes, repeats, min_seconds):
-    measured = {tuple(shape): {} for shape in shapes}
+    """Times every implementation's forward and forward+backward, shape by shape (`repeats`
+    interleaved rounds per shape)."""
+    by_shape = {}
     for shape, labels, logits, name, loss_fn, mode in _cases(suite, shapes):
-        measured[shape][name] = {
-            "forward_ms": 1e3 * _time(_step(loss_fn, mode, False), labels, logits, repeats, min_seconds),
-            "forward_backward_ms": 1e3 * _time(_step(loss_fn, mode, True), labels, logits, repeats, min_seconds),
-        }
-        print(f"  {suite} {shape} {name}: {measured[shape][name]}", file=sys.stderr, flush=True)
-    return [{"shape": list(shape), "results": results} for shape, results in measured.items()]
+        by_shape.setdefault(shape, (labels, logits, {}))[2][name] = (loss_fn, mode)
+    results = []
+    for shape, (labels, logits, implementations) in by_shape.items():
+        steps = {}
+        for name, (loss_fn, mode) in implementations.items():
+            steps[name, "forward_ms"] = _step(loss_fn, mode, False)
+            steps[name, "forward_backward_ms"] = _step(loss_fn, mode, True)
+        medians = _time_interleaved(steps, labels, logits, repeats, min_seconds)
+        measured = {name: {} for name in implementations}
+        for (name, column), seconds in medians.items():
+            measured[name][column] = 1e3 * seconds
+        for name, result in measured.items():
+            print(f"  {suite} {shape} {name}: {result}", file=sys.stderr, flush=True)
+        results.append({"shape": list(shape), "results": measured})
+        del steps  # frees the compiled steps and their buffers before the next shape
+    return results
 
 
 def forward_peak_mib(suite, shapes):

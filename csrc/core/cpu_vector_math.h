@@ -20,6 +20,8 @@ namespace focal {
 template <typename F>
 struct FloatLanes {
   using Bits = uint32_t;
+  using Ints = int32_t;
+  static FOCAL_HD float to_float(int32_t i) { return static_cast<float>(i); }
 };
 #if defined(__GNUC__) && !defined(__CUDACC__)
 template <int kCount>
@@ -31,14 +33,29 @@ struct FloatVector {
 template <>
 struct FloatLanes<FloatVector<4>::type> {
   using Bits = FloatVector<4>::bits;
+  using Ints = FloatVector<4>::ints;
+  template <typename I>  // a template: not compiled where the vector width is not in use
+  static FOCAL_HD FloatVector<4>::type to_float(I i) {
+    return __builtin_convertvector(i, FloatVector<4>::type);
+  }
 };
 template <>
 struct FloatLanes<FloatVector<8>::type> {
   using Bits = FloatVector<8>::bits;
+  using Ints = FloatVector<8>::ints;
+  template <typename I>  // a template: not compiled where the vector width is not in use
+  static FOCAL_HD FloatVector<8>::type to_float(I i) {
+    return __builtin_convertvector(i, FloatVector<8>::type);
+  }
 };
 template <>
 struct FloatLanes<FloatVector<16>::type> {
   using Bits = FloatVector<16>::bits;
+  using Ints = FloatVector<16>::ints;
+  template <typename I>  // a template: not compiled where the vector width is not in use
+  static FOCAL_HD FloatVector<16>::type to_float(I i) {
+    return __builtin_convertvector(i, FloatVector<16>::type);
+  }
 };
 #endif
 
@@ -96,34 +113,47 @@ FOCAL_HD F exp_nonpositive(F x) {
 // log(x) = e·ln 2 + log(m), x = m·2^e with m in [sqrt(1/2), sqrt(2)); log(m) = 2 atanh(s),
 // s = (m-1)/(m+1), |s| <= 0.172, by its odd series to s^9 (truncation < 3e-9 relative).
 // Subnormals are scaled first; 0 gives -inf, negatives and NaN give NaN, inf gives inf.
-FOCAL_HD float log_vectorizable(float x) {
+// On a float or, lane by lane, on a vector of floats (the same instructions either way).
+template <typename F>
+FOCAL_HD F log_lanes(F x) {
+  using Lanes = FloatLanes<F>;
+  using Bits = typename Lanes::Bits;
+  using Ints = typename Lanes::Ints;
   constexpr float kLn2Hi = 0.693359375f;
   constexpr float kLn2Lo = -2.12194440e-4f;
-  const bool subnormal = x < 1.17549435e-38f;
-  const float scaled = subnormal ? x * 8388608.0f : x;  // · 2^23
-  const uint32_t bits = __builtin_bit_cast(uint32_t, scaled);
-  int32_t exponent = static_cast<int32_t>((bits >> 23) & 0xffu) - 127 - (subnormal ? 23 : 0);
-  float m = __builtin_bit_cast(float, (bits & 0x007fffffu) | 0x3f800000u);  // [1, 2)
-  const bool high = m > 1.41421356f;
+  const F zero{};
+  const Ints no{};
+  const auto subnormal = x < 1.17549435e-38f;
+  const F scaled = subnormal ? x * 8388608.0f : x;  // · 2^23
+  const Bits bits = __builtin_bit_cast(Bits, scaled);
+  const Ints biased = __builtin_bit_cast(Ints, (bits >> 23) & 0xffu);
+  Ints exponent = biased - (subnormal ? no + (127 + 23) : no + 127);
+  F m = __builtin_bit_cast(F, (bits & 0x007fffffu) | 0x3f800000u);  // [1, 2)
+  const auto high = m > 1.41421356f;
   m = high ? 0.5f * m : m;
-  exponent += high ? 1 : 0;
-  const float f = m - 1.0f;
-  const float s = f / (2.0f + f);
-  const float s2 = s * s;
-  float series = 1.0f / 9.0f;
+  exponent += high ? no + 1 : no;
+  const F f = m - 1.0f;
+  const F s = f / (2.0f + f);
+  const F s2 = s * s;
+  F series = zero + 1.0f / 9.0f;
   series = series * s2 + 1.0f / 7.0f;
   series = series * s2 + 1.0f / 5.0f;
   series = series * s2 + 1.0f / 3.0f;
-  const float log_m = 2.0f * s + 2.0f * s * s2 * series;
-  const float e = static_cast<float>(exponent);
-  const float result = e * kLn2Hi + (log_m + e * kLn2Lo);
+  const F log_m = 2.0f * s + 2.0f * s * s2 * series;
+  const F e = Lanes::to_float(exponent);
+  const F result = e * kLn2Hi + (log_m + e * kLn2Lo);
   // special cases one comparison per select (combined masks defeat GCC's vectoriser)
-  float value = x == INFINITY ? INFINITY : result;
-  value = x == 0.0f ? -INFINITY : value;
-  value = x < 0.0f ? NAN : value;
+  F value = x == INFINITY ? zero + INFINITY : result;
+  value = x == 0.0f ? zero - INFINITY : value;
+  value = x < 0.0f ? zero + NAN : value;
   return x != x ? x : value;
 }
 
+FOCAL_HD float log_vectorizable(float x) { return log_lanes(x); }
+template <typename F>
+FOCAL_HD F log_vectorizable(F x) {  // a vector of floats
+  return log_lanes(x);
+}
 FOCAL_HD double log_vectorizable(double x) { return math_log(x); }
 
 // The CPU kernels' math policy: vectorisable float32 exp/log, libm for float64. pow(q, γ) for
@@ -152,6 +182,15 @@ struct VectorMath {
     return q > 0.0f ? value : (gamma == 0.0f ? 1.0f : 0.0f);
   }
   FOCAL_HD static double pow(double q, double gamma) { return math_pow(q, gamma); }
+  template <typename F>
+  FOCAL_HD static F pow(F q, F gamma) {  // a vector of floats: as above, lane by lane
+    const F zero{};
+    F root;
+    for (int l = 0; l < static_cast<int>(sizeof(F) / sizeof(float)); ++l) root[l] = __builtin_sqrtf(q[l]);
+    const F general = exp_vectorizable(gamma * log_vectorizable(q));
+    const F value = gamma == 0.5f ? root : general;
+    return q > 0.0f ? value : (gamma == 0.0f ? zero + 1.0f : zero);
+  }
   // {1 / (1 + e), log1p(e)} for e in [0, 1] (or NaN) with one division: with a = 1 + e,
   // b = 2 + e and R = 1 / (a b), 1 / (1 + e) = b R and log1p(e) = 2 atanh(s) with
   // s = e / (2 + e) = e a R in [0, 1/3], by its odd series to s^13 (truncation < 2e-8 relative).

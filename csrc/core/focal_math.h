@@ -221,6 +221,14 @@ struct ClassProbability {
   Acc log_p;
 };
 
+// The constant v as an Acc: a float, a double, or a CPU vector of floats (v in every lane; such
+// a vector cannot be constructed from a number, and its comparisons give masks, not bools, which
+// is why the math below writes `auto` for conditions and splat<Acc>(v) for constants).
+template <typename Acc>
+FOCAL_HD constexpr Acc splat(float v) {
+  return Acc{} + v;
+}
+
 // exp(z - m) with the rounding of the difference compensated: z - m = hi + lo exactly
 // (TwoDiff), and the math policy's exp_split takes both parts. The plain float32 difference can
 // be off by half an ulp of |z - m|, i.e. exp by |z - m|·6e-8 relative (1e-6 at z - m = -16).
@@ -246,10 +254,11 @@ struct RowNormalizer {
 // ulp (the rounding of u cancels in the ratio) and much cheaper than libm's log1p on the CPU.
 template <typename Math = LibmMath, typename Acc>
 FOCAL_HD Acc log1p_nonnegative(Acc x) {
-  const Acc u = Acc(1) + x;
-  const Acc ratio = u == Acc(1) ? Acc(1) : x / (u - Acc(1));  // selects, no branches: vectorisable
+  const Acc one = splat<Acc>(1);
+  const Acc u = one + x;
+  const Acc ratio = u == one ? one : x / (u - one);  // selects, no branches: vectorisable
   const Acc result = Math::log(u) * ratio;
-  return u == Acc(1) ? x : (u == Acc(INFINITY) ? u : result);
+  return u == one ? x : (u == splat<Acc>(INFINITY) ? u : result);
 }
 
 template <typename Acc>
@@ -260,16 +269,17 @@ FOCAL_HD void LibmMath::reciprocal_and_log1p(Acc e, Acc& reciprocal, Acc& log1p_
 
 template <typename Math = LibmMath, typename Acc>
 FOCAL_HD RowNormalizer<Acc> row_normalizer(Acc max_logit, Acc sum_others) {
-  return {max_logit, sum_others, Acc(1) / (Acc(1) + sum_others), log1p_nonnegative<Math>(sum_others)};
+  const Acc one = splat<Acc>(1);
+  return {max_logit, sum_others, one / (one + sum_others), log1p_nonnegative<Math>(sum_others)};
 }
 
 template <typename Math = LibmMath, typename Acc>
 FOCAL_HD ClassProbability<Acc> class_probability(Acc z, const RowNormalizer<Acc>& row) {
-  const bool argmax = z == row.max_logit;
+  const auto argmax = z == row.max_logit;
   const Acc p_other = exp_of_difference<Math>(z, row.max_logit) * row.inv_denom;
   ClassProbability<Acc> r;
   r.p = argmax ? row.inv_denom : p_other;
-  r.q = argmax ? row.sum_others * row.inv_denom : Acc(1) - p_other;
+  r.q = argmax ? row.sum_others * row.inv_denom : splat<Acc>(1) - p_other;
   r.log_p = argmax ? -row.log_denom : (z - row.max_logit) - row.log_denom;
   return r;
 }
@@ -280,7 +290,7 @@ template <typename Math = LibmMath, typename Acc>
 FOCAL_HD Acc focal_pow(Acc q, Acc gamma) {
   const Acc q2 = q * q;
   if constexpr (Math::kFixedGamma == 0) {
-    return Acc(1);
+    return splat<Acc>(1);
   } else if constexpr (Math::kFixedGamma == 1) {
     return q;
   } else if constexpr (Math::kFixedGamma == 2) {
@@ -289,12 +299,12 @@ FOCAL_HD Acc focal_pow(Acc q, Acc gamma) {
     return Math::pow(q, gamma);
   } else if constexpr (Math::kSelects) {
     const Acc general = Math::pow(q, gamma);
-    return gamma == Acc(0)   ? Acc(1)
-           : gamma == Acc(1) ? q
-           : gamma == Acc(2) ? q2
-           : gamma == Acc(3) ? q2 * q
-           : gamma == Acc(4) ? q2 * q2
-           : gamma == Acc(5) ? q2 * q2 * q
+    return gamma == splat<Acc>(0)   ? splat<Acc>(1)
+           : gamma == splat<Acc>(1) ? q
+           : gamma == splat<Acc>(2) ? q2
+           : gamma == splat<Acc>(3) ? q2 * q
+           : gamma == splat<Acc>(4) ? q2 * q2
+           : gamma == splat<Acc>(5) ? q2 * q2 * q
                              : general;
   } else {
     if (gamma == Acc(0)) return Acc(1);
@@ -320,16 +330,16 @@ template <typename Math = LibmMath, typename Acc>
 FOCAL_HD FocalTerm<Acc> focal_term(ClassProbability<Acc> prob, Acc gamma, Acc epsilon) {
   if constexpr (!Math::kMayClip) {
     const Acc q_pow = focal_pow<Math>(prob.q, gamma);
-    const Acc p_log_p_over_q = prob.q > Acc(0) ? prob.p * prob.log_p / prob.q : Acc(-1);
-    return {q_pow * -prob.log_p, q_pow * (gamma * p_log_p_over_q - Acc(1))};
+    const Acc p_log_p_over_q = prob.q > splat<Acc>(0) ? prob.p * prob.log_p / prob.q : splat<Acc>(-1);
+    return {q_pow * -prob.log_p, q_pow * (gamma * p_log_p_over_q - splat<Acc>(1))};
   }
   // one comparison per select: combined masks defeat GCC's vectoriser. With epsilon = 0 the
   // clip to [0, 1] changes nothing.
-  const bool clip_mode = epsilon > Acc(0);
-  const Acc upper = Acc(1) - epsilon;
+  const auto clip_mode = epsilon > splat<Acc>(0);
+  const Acc upper = splat<Acc>(1) - epsilon;
   Acc p = prob.p < epsilon ? epsilon : prob.p;
   p = p > upper ? upper : p;
-  const bool clipped = p != prob.p;
+  const auto clipped = p != prob.p;
   Acc log_p = prob.log_p;
   if constexpr (Math::kSelects) {
     const Acc clipped_log_p = Math::log(p);
@@ -337,20 +347,19 @@ FOCAL_HD FocalTerm<Acc> focal_term(ClassProbability<Acc> prob, Acc gamma, Acc ep
   } else if (clipped) {
     log_p = Math::log(p);
   }
-  const Acc q = clip_mode ? Acc(1) - p : prob.q;
+  const Acc q = clip_mode ? splat<Acc>(1) - p : prob.q;
   const Acc q_pow = focal_pow<Math>(q, gamma);
-  const Acc p_log_p_over_q = q > Acc(0) ? p * log_p / q : Acc(-1);
-  const Acc h = q_pow * (gamma * p_log_p_over_q - Acc(1));
-  return {q_pow * -log_p, clipped ? Acc(0) : h};
+  const Acc p_log_p_over_q = q > splat<Acc>(0) ? p * log_p / q : splat<Acc>(-1);
+  const Acc h = q_pow * (gamma * p_log_p_over_q - splat<Acc>(1));
+  return {q_pow * -log_p, clipped ? splat<Acc>(0) : h};
 }
 
 // Gradient of a softmax focal row w.r.t. logit j, given g_j and the row's split Σ g.
 template <typename Acc>
 FOCAL_HD Acc softmax_logit_gradient(Acc z, ClassProbability<Acc> prob, Acc g, const SoftmaxRowStats<Acc>& stats) {
-  if (z == stats.max_logit) {
-    return g * prob.q - prob.p * (stats.grad_weight_rest + (stats.grad_weight_argmax - g));
-  }
-  return g - prob.p * (stats.grad_weight_rest + stats.grad_weight_argmax);
+  const Acc at_argmax = g * prob.q - prob.p * (stats.grad_weight_rest + (stats.grad_weight_argmax - g));
+  const Acc elsewhere = g - prob.p * (stats.grad_weight_rest + stats.grad_weight_argmax);
+  return z == stats.max_logit ? at_argmax : elsewhere;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -407,9 +416,9 @@ FOCAL_HD void accumulate_class(Acc z, const RowNormalizer<Acc>& row, Acc label_w
   const Acc weight = label_weight * alpha;
   loss += static_cast<Sum>(weight * term.loss);
   const Sum g = static_cast<Sum>(weight * term.h);
-  const bool argmax = z == row.max_logit;
-  grad_weight_argmax += argmax ? g : Sum(0);
-  grad_weight_rest += argmax ? Sum(0) : g;
+  const auto argmax = z == row.max_logit;
+  grad_weight_argmax += argmax ? g : splat<Sum>(0);
+  grad_weight_rest += argmax ? splat<Sum>(0) : g;
 }
 
 // g_j for the backward: zero where the label weight is zero (no pow/log spent there).
