@@ -7,7 +7,8 @@ Suites: sparse (integer labels), dense (one-hot labels) and sigmoid (multi-label
     python bench/bench_cpu.py --suite sparse --quick  # one suite, smaller shapes
     python bench/bench_cpu.py --json-dir bench/results  # also write cpu_<suite>.json
 
-Every ratio is "that implementation's median time / focal_op's median time" from the same run.
+Every ratio is "that implementation's median time / focal_op's median time" from the same run;
+the steps of a shape are timed in interleaved rounds (see _time_interleaved).
 The "fwd peak MiB" column is the forward's peak memory beyond its inputs, measured in a child
 process whose TensorFlow CPU allocator keeps statistics (TF_CPU_ALLOCATOR_USE_BFC=true); the
 timings come from the default allocator.
