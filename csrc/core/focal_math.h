@@ -59,7 +59,7 @@ struct LibmMath {
   static constexpr int kFixedGamma = -2;
   static constexpr bool kMayClip = true;
   template <typename Acc>
-  FOCAL_HD static Acc exp(Acc x) {
+  FOCAL_HD static Acc exp_nonpositive(Acc x) {  // exp(x) for x <= 0 or NaN (the sigmoid's exp(-|x|))
     return math_exp(x);
   }
   template <typename Acc>
@@ -475,7 +475,7 @@ struct SigmoidFocalTerm {
 
 template <typename Math = LibmMath, typename Acc>
 FOCAL_HD SigmoidFocalTerm<Acc> sigmoid_focal(Acc x, Acc y, bool has_alpha, Acc alpha, Acc gamma) {
-  const Acc e = Math::exp(-(x < Acc(0) ? -x : x));  // exp(-|x|) in [0, 1]
+  const Acc e = Math::exp_nonpositive(-(x < Acc(0) ? -x : x));  // exp(-|x|) in [0, 1]
   Acc inv, log1p_e;
   Math::reciprocal_and_log1p(e, inv, log1p_e);    // 1 / (1 + e), log1p(e)
   const Acc p = x >= Acc(0) ? inv : e * inv;      // sigmoid(x)
