@@ -69,7 +69,9 @@ FOCAL_HD F exp_lanes(F x, F lo) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f;  // 8 significant bits: n · kLn2Hi is exact
   constexpr float kLn2Lo = -2.12194440e-4f;
-  constexpr float kRoundMagic = 12582912.0f;  // 1.5 · 2^23: adding it rounds to an integer
+  // 1.5 · 2^23 + 127: adding it rounds to an integer and leaves n + 127, the biased exponent of
+  // 2^n, in the low mantissa bits (one integer add fewer than the unbiased constant)
+  constexpr float kRoundMagic = 12583039.0f;
   constexpr float kLowest = -87.33654475f;    // below: 2^n would be subnormal
   constexpr float kHighest = 88.0f;
   const F zero{};
@@ -88,8 +90,9 @@ FOCAL_HD F exp_lanes(F x, F lo) {
   poly = poly * r + 0.5f;
   poly = poly * r + 1.0f;
   poly = poly * r + 1.0f;
-  // n sits in the low mantissa bits of `shifted`; move it into a float exponent
-  const Bits scale_bits = (__builtin_bit_cast(Bits, shifted) - 0x4B400000u + 127u) << 23;
+  // n + 127 sits in the low mantissa bits of `shifted` (in [1, 254] after the clamps); the shift
+  // moves it into a float exponent and the rest of `shifted` out
+  const Bits scale_bits = __builtin_bit_cast(Bits, shifted) << 23;
   const F value = poly * __builtin_bit_cast(F, scale_bits);
   return underflows ? zero : value;
 }
