@@ -2,9 +2,11 @@
 // math policy (see focal_math.h) the CPU kernels use.
 //
 // Written so the compiler vectorises the loops that call it (no branches, no library calls):
-// exp(x) = 2^n · e^r with n = round(x / ln 2), r = x - n ln 2 (two-part ln 2), and e^r by its
-// degree-7 Taylor polynomial on |r| <= ln2/2 (truncation < 6e-9 relative: the error is the
-// float rounding, about 1 ulp; q^γ multiplies it by γ, so it must stay small).
+// exp(x) = 2^n · e^r with n = round(x / ln 2), r = x - n ln 2 (two-part ln 2), and e^r by a
+// degree-6 minimax polynomial on |r| <= 0.35 (3.3e-9 relative in exact arithmetic, one term fewer
+// than the Taylor polynomial of the same accuracy: the error is the float rounding, about 1 ulp;
+// q^γ multiplies it by γ, so it must stay small). scripts/fit_polynomials.py derives the
+// coefficients.
 // x below -87.33 gives 0 (exp would be subnormal); x is clamped to <= 88; NaN stays NaN.
 #pragma once
 
@@ -57,6 +59,15 @@ struct FloatLanes<FloatVector<16>::type> {
     return __builtin_convertvector(i, FloatVector<16>::type);
   }
 };
+template <>
+struct FloatLanes<FloatVector<32>::type> {
+  using Bits = FloatVector<32>::bits;
+  using Ints = FloatVector<32>::ints;
+  template <typename I>  // a template: not compiled where the vector width is not in use
+  static FOCAL_HD FloatVector<32>::type to_float(I i) {
+    return __builtin_convertvector(i, FloatVector<32>::type);
+  }
+};
 #endif
 
 // exp(x + lo) on a float or, lane by lane, on a vector of floats (the same instructions either
@@ -82,12 +93,11 @@ FOCAL_HD F exp_lanes(F x, F lo) {
   const F n = shifted - kRoundMagic;
   F r = (clamped - n * kLn2Hi) - n * kLn2Lo;
   if constexpr (kCorrected) r = r + lo;
-  F poly = zero + 1.0f / 5040.0f;
-  poly = poly * r + 1.0f / 720.0f;
-  poly = poly * r + 1.0f / 120.0f;
-  poly = poly * r + 1.0f / 24.0f;
-  poly = poly * r + 1.0f / 6.0f;
-  poly = poly * r + 0.5f;
+  F poly = zero + 1.3813161e-3f;
+  poly = poly * r + 8.3694104e-3f;
+  poly = poly * r + 4.1668456e-2f;
+  poly = poly * r + 1.6666515e-1f;
+  poly = poly * r + 4.9999994e-1f;
   poly = poly * r + 1.0f;
   poly = poly * r + 1.0f;
   // n + 127 sits in the low mantissa bits of `shifted` (in [1, 254] after the clamps); the shift
@@ -198,21 +208,22 @@ struct VectorMath {
   }
   // {1 / (1 + e), log1p(e)} for e in [0, 1] (or NaN) with one division: with a = 1 + e,
   // b = 2 + e and R = 1 / (a b), 1 / (1 + e) = b R and log1p(e) = 2 atanh(s) with
-  // s = e / (2 + e) = e a R in [0, 1/3], by its odd series to s^13 (truncation < 2e-8 relative).
-  // Both within about 2 ulp (the libm route took three divisions and a log).
-  FOCAL_HD static void reciprocal_and_log1p(float e, float& reciprocal, float& log1p_e) {
-    const float a = 1.0f + e;
-    const float b = 2.0f + e;
-    const float r = 1.0f / (a * b);
+  // s = e / (2 + e) = e a R in [0, 1/3], by a minimax odd polynomial to s^9 (4.5e-9 relative in
+  // exact arithmetic; the Taylor series needed terms to s^13 for 2e-8; coefficients from
+  // scripts/fit_polynomials.py). Within 3 ulp (reciprocal) and 5 ulp (log1p) over e = exp(x),
+  // x in [-87, 0] (the libm route took three divisions and a log). On a float or a vector.
+  template <typename F>
+  FOCAL_HD static void reciprocal_and_log1p(F e, F& reciprocal, F& log1p_e) {
+    const F a = 1.0f + e;
+    const F b = 2.0f + e;
+    const F r = 1.0f / (a * b);
     reciprocal = b * r;
-    const float s = (e * a) * r;
-    const float s2 = s * s;
-    float series = 1.0f / 13.0f;
-    series = series * s2 + 1.0f / 11.0f;
-    series = series * s2 + 1.0f / 9.0f;
-    series = series * s2 + 1.0f / 7.0f;
-    series = series * s2 + 1.0f / 5.0f;
-    series = series * s2 + 1.0f / 3.0f;
+    const F s = (e * a) * r;
+    const F s2 = s * s;
+    F series = F{} + 1.4005996e-1f;
+    series = series * s2 + 1.4000902e-1f;
+    series = series * s2 + 2.0010763e-1f;
+    series = series * s2 + 3.3333209e-1f;
     log1p_e = 2.0f * s + (2.0f * s) * (s2 * series);
   }
   FOCAL_HD static void reciprocal_and_log1p(double e, double& reciprocal, double& log1p_e) {

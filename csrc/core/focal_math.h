@@ -475,18 +475,22 @@ struct SigmoidFocalTerm {
 
 template <typename Math = LibmMath, typename Acc>
 FOCAL_HD SigmoidFocalTerm<Acc> sigmoid_focal(Acc x, Acc y, bool has_alpha, Acc alpha, Acc gamma) {
-  const Acc e = Math::exp_nonpositive(-(x < Acc(0) ? -x : x));  // exp(-|x|) in [0, 1]
+  // one comparison serves every select (x = 0 gives the same values on either side; NaN takes
+  // the x < 0 side and stays NaN)
+  const auto nonnegative = x >= splat<Acc>(0);
+  const Acc e = Math::exp_nonpositive(nonnegative ? -x : x);  // exp(-|x|) in [0, 1]
   Acc inv, log1p_e;
-  Math::reciprocal_and_log1p(e, inv, log1p_e);    // 1 / (1 + e), log1p(e)
-  const Acc p = x >= Acc(0) ? inv : e * inv;      // sigmoid(x)
-  const Acc p_neg = x >= Acc(0) ? e * inv : inv;  // sigmoid(-x) = 1 - p
-  const Acc bce = (x > Acc(0) ? x * (Acc(1) - y) : -x * y) + log1p_e;
-  const Acc q = y * p_neg + (Acc(1) - y) * p;
-  const Acc r = q > Acc(0) ? p * p_neg / q : Acc(1);
-  const Acc alpha_t = has_alpha ? y * alpha + (Acc(1) - y) * (Acc(1) - alpha) : Acc(1);
+  Math::reciprocal_and_log1p(e, inv, log1p_e);  // 1 / (1 + e), log1p(e)
+  const Acc e_inv = e * inv;
+  const Acc p = nonnegative ? inv : e_inv;      // sigmoid(x)
+  const Acc p_neg = nonnegative ? e_inv : inv;  // sigmoid(-x) = 1 - p
+  const Acc bce = (nonnegative ? x * (splat<Acc>(1) - y) : -x * y) + log1p_e;
+  const Acc q = y * p_neg + (splat<Acc>(1) - y) * p;
+  const Acc r = q > splat<Acc>(0) ? p * p_neg / q : splat<Acc>(1);
+  const Acc alpha_t = has_alpha ? y * alpha + (splat<Acc>(1) - y) * (splat<Acc>(1) - alpha) : splat<Acc>(1);
   const Acc weight = alpha_t * focal_pow<Math>(q, gamma);
-  const Acc p_minus_y = (Acc(1) - y) * p - y * p_neg;
-  return {weight * bce, weight * (gamma * (Acc(1) - Acc(2) * y) * r * bce + p_minus_y)};
+  const Acc p_minus_y = (splat<Acc>(1) - y) * p - y * p_neg;
+  return {weight * bce, weight * (gamma * (splat<Acc>(1) - splat<Acc>(2) * y) * r * bce + p_minus_y)};
 }
 
 FOCAL_HD float smooth_binary_label(float y, float s) { return y * (1.0f - s) + 0.5f * s; }
