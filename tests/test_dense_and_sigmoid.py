@@ -377,7 +377,7 @@ def test_sigmoid_reduction_matches_reference(reduction, dtype, rng):
     """reduction= inside the op (the elementwise loss never stored) equals the pure-TF loss reduced
     by TF, value and gradient; short rows (row-per-lane sums), long rows (summed in pieces) and
     rows of other ranks, per-column alpha and smoothing."""
-    for shape in [(7,), (37, 10), (3, 5, 21), (2, 2500), (4, 0)]:
+    for shape in [(7,), (37, 10), (3, 5, 21), (2, 2500), (4, 0), (128, 10), (4, 8, 96)]:
         logits = tf.constant(random_logits(rng, shape), dtype)
         for alpha in (None, 0.25, rng.uniform(0.1, 0.9, shape[-1])):
             labels = _binary_labels(rng, shape, soft=True)
@@ -425,6 +425,40 @@ def test_sigmoid_reduction_in_graphs(rng):
         want = focal_op.reference.sigmoid_focal_loss(tf.cast(labels, dtype), tf.cast(logits, dtype), reduction="mean")
         assert got.dtype == dtype
         np.testing.assert_allclose(float(got), float(want), rtol=1e-2)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_sigmoid_total_is_summed_over_flattened_rows(reduction, rng):
+    """A total ("sum", "mean") with alpha None or a float: the forward op sums float32/float64
+    elements in rows of the flattened loss (widest of 2048 ... 64 dividing the count, >= 16 rows);
+    a per-column alpha, 16-bit logits or too few elements keep the logits' rows. Values and
+    gradients equal the pure-TF reference either way."""
+    cases = [((128, 10), tf.float32, 0.25, [20, 64]), ((3, 64, 21), tf.float64, None, [63, 64]),
+             ((512, 40), tf.float32, None, [20, 1024]), ((128, 10), tf.float32, "per column", [128, 10]),
+             ((128, 10), tf.float16, 0.25, [128, 10]), ((30, 10), tf.float32, 0.25, [30, 10])]
+    for shape, dtype, alpha, op_shape in cases:
+        if alpha == "per column":
+            alpha = rng.uniform(0.1, 0.9, shape[-1])
+        logits = tf.constant(random_logits(rng, shape), dtype)
+        labels = tf.constant(_binary_labels(rng, shape, soft=True), dtype)
+
+        def step(labels, logits, function=focal_op.sigmoid_focal_loss):
+            with tf.GradientTape() as tape:
+                tape.watch(logits)
+                value = function(labels, logits, alpha=alpha, label_smoothing=0.1, reduction=reduction)
+            return value, tape.gradient(value, logits)
+
+        graph = tf.function(step).get_concrete_function(labels, logits).graph
+        (forward,) = [op for op in graph.get_operations() if op.type == "FocalOp>SigmoidFocalLoss"]
+        assert forward.inputs[1].shape.as_list() == op_shape, (shape, dtype, alpha)
+        value, grad = tf.function(step)(labels, logits)
+        want, want_grad = step(labels, logits, focal_op.reference.sigmoid_focal_loss)
+        assert value.dtype == dtype and grad.shape == shape
+        if dtype == tf.float16:
+            np.testing.assert_allclose(float(value), float(want), rtol=1e-2)
+            continue
+        _assert_close(value, want, dtype, f"{shape} {reduction}")
+        _assert_close(grad, want_grad, dtype, f"{shape} {reduction}")
 
 
 def test_sigmoid_reduction_errors(rng):

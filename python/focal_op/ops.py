@@ -143,8 +143,13 @@ def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing
             return _checks.reduce_sigmoid_loss(loss, reduction, logits)
         if reduction == "none" or logits.shape.rank == 0:  # a scalar's sum and mean are itself
             return op_library().focal_op_sigmoid_focal_loss(labels=labels, logits=logits, alpha=alpha, **arguments)
+        rows = _checks.total_sum_rows(logits, alpha) if reduction in ("sum", "mean") else None
         row_sums = op_library().focal_op_sigmoid_focal_loss(
-            labels=labels, logits=logits, alpha=alpha, sum_over_classes=True, **arguments
+            labels=labels if rows is None else tf.reshape(labels, rows),
+            logits=logits if rows is None else tf.reshape(logits, rows),
+            alpha=alpha,
+            sum_over_classes=True,
+            **arguments,
         )
         return _checks.finish_sigmoid_reduction(row_sums, reduction, logits)
 
