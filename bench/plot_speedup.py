@@ -1,7 +1,9 @@
 """Draws the CPU speedup of the fused ops (forward+backward) per shape from bench/results/cpu_*.json
-(written by `bench_cpu.py --json-dir bench/results`) into docs/cpu_speedup.png. Needs matplotlib.
+(written by `bench_cpu.py --json-dir bench/results`) into docs/cpu_speedup.png (needs matplotlib),
+or with --table prints the README's summary table: each fused op against the fastest pure-TF focal
+composite of the run and against TF's own cross-entropy under XLA.
 
-    python bench/plot_speedup.py [--results bench/results] [--out docs/cpu_speedup.png]
+    python bench/plot_speedup.py [--results bench/results] [--out docs/cpu_speedup.png] [--table]
 """
 
 from __future__ import annotations
@@ -9,11 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 FUSED = "focal_op fused"
 # the sigmoid's fastest way to a total: the sum inside the op (same value as sum of the elementwise op)
@@ -30,10 +27,43 @@ def _baselines(names):
     return [n for n in keep if n in names]
 
 
+# the pure-TF focal composites under XLA, with the letters the README's table marks them by
+COMPOSITES = {"pure-TF focal, XLA": "R", "focal_op, jit_compile (composite)": "J"}
+
+
+def _fb_ms(row, name):
+    return row["results"][name]["forward_backward_ms"]
+
+
+def print_table(runs):
+    """Markdown rows: fused forward+backward time against the fastest composite (R: the reference
+    formula, J: focal_op's XLA composite, K: Keras's focal loss, all under XLA) and TF's CE, XLA."""
+    shapes = ["{}x{}".format(*r["shape"]) for r in next(iter(runs.values()))["rows"]]
+    print("| fused op vs (fwd+bwd) | " + " | ".join(shapes) + " |")
+    print("|---" * (len(shapes) + 1) + "|")
+    for suite, run in runs.items():
+        rows = run["rows"]
+        names = list(rows[0]["results"])
+        composites = {n: COMPOSITES.get(n, "K") for n in names if n in COMPOSITES or n.startswith("Keras")}
+        cross_entropy = next(n for n in names if n.startswith("TF ") and n.endswith("XLA"))
+        fused_rows = [(FUSED, "")] + [(n, f", `reduction='sum'`") for n in names if n == FUSED_BY_SUITE.get(suite)]
+        for fused, label in fused_rows:
+            best = []
+            for r in rows:
+                name = min(composites, key=lambda n: _fb_ms(r, n))
+                best.append(f"{_fb_ms(r, name) / _fb_ms(r, fused):.2f}x ({composites[name]})")
+            print(f"| {suite}{label}: best pure-TF focal formula | " + " | ".join(best) + " |")
+            others = [cross_entropy] if label else ["pure-TF focal, XLA", "pure-TF focal, tf.function", cross_entropy]
+            for other in others:
+                ratios = [f"{_fb_ms(r, other) / _fb_ms(r, fused):.2f}x" for r in rows]
+                print(f"| {suite}{label}: {other} | " + " | ".join(ratios) + " |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "results"))
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "cpu_speedup.png"))
+    parser.add_argument("--table", action="store_true", help="print the README's summary table instead")
     args = parser.parse_args()
     runs = {}
     for suite in SUITES:
@@ -41,6 +71,13 @@ def main():
         if os.path.exists(path):
             with open(path) as f:
                 runs[suite] = json.load(f)
+    if args.table:
+        return print_table(runs)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 4.2), squeeze=False)
     for ax, (suite, run) in zip(axes[0], runs.items()):
         rows = run["rows"]
