@@ -18,12 +18,16 @@ FUSED_BY_SUITE = {"sigmoid": "focal_op fused, reduction='sum'"}
 SUITES = ["sparse", "dense", "sigmoid"]
 
 
+def _is_xla_cross_entropy(name):
+    return name.startswith("TF ") and name.endswith("XLA")
+
+
 def _baselines(names):
     """The implementations a user would otherwise run: the pure-TF formula (graph, XLA), focal_op's
     own pure-TF composite under XLA (for the sparse op the fastest formula: the focal term of the
     target class only), Keras's focal loss (XLA) and TF's own cross-entropy under XLA."""
     keep = ["pure-TF focal, tf.function", "pure-TF focal, XLA", "focal_op, jit_compile (composite)"]
-    keep += [n for n in names if n.startswith("Keras") or (n.startswith("TF ") and n.endswith("XLA"))]
+    keep += [n for n in names if n.startswith("Keras") or _is_xla_cross_entropy(n)]
     return [n for n in keep if n in names]
 
 
@@ -45,7 +49,7 @@ def print_table(runs):
         rows = run["rows"]
         names = list(rows[0]["results"])
         composites = {n: COMPOSITES.get(n, "K") for n in names if n in COMPOSITES or n.startswith("Keras")}
-        cross_entropy = next(n for n in names if n.startswith("TF ") and n.endswith("XLA"))
+        cross_entropy = next(n for n in names if _is_xla_cross_entropy(n))
         fused_rows = [(FUSED, "")] + [(n, f", `reduction='sum'`") for n in names if n == FUSED_BY_SUITE.get(suite)]
         for fused, label in fused_rows:
             best = []

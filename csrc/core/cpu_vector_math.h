@@ -32,42 +32,23 @@ struct FloatVector {
   typedef uint32_t bits __attribute__((vector_size(4 * kCount)));
   typedef int32_t ints __attribute__((vector_size(4 * kCount)));
 };
-template <>
-struct FloatLanes<FloatVector<4>::type> {
-  using Bits = FloatVector<4>::bits;
-  using Ints = FloatVector<4>::ints;
-  template <typename I>  // a template: not compiled where the vector width is not in use
-  static FOCAL_HD FloatVector<4>::type to_float(I i) {
-    return __builtin_convertvector(i, FloatVector<4>::type);
+// The lanes of a vector of kCount floats. to_float is a template so that it is not compiled where
+// that vector width is not in use.
+template <int kCount>
+struct VectorLanes {
+  using Bits = typename FloatVector<kCount>::bits;
+  using Ints = typename FloatVector<kCount>::ints;
+  template <typename I>
+  static FOCAL_HD typename FloatVector<kCount>::type to_float(I i) {
+    return __builtin_convertvector(i, typename FloatVector<kCount>::type);
   }
 };
 template <>
-struct FloatLanes<FloatVector<8>::type> {
-  using Bits = FloatVector<8>::bits;
-  using Ints = FloatVector<8>::ints;
-  template <typename I>  // a template: not compiled where the vector width is not in use
-  static FOCAL_HD FloatVector<8>::type to_float(I i) {
-    return __builtin_convertvector(i, FloatVector<8>::type);
-  }
-};
+struct FloatLanes<FloatVector<4>::type> : VectorLanes<4> {};
 template <>
-struct FloatLanes<FloatVector<16>::type> {
-  using Bits = FloatVector<16>::bits;
-  using Ints = FloatVector<16>::ints;
-  template <typename I>  // a template: not compiled where the vector width is not in use
-  static FOCAL_HD FloatVector<16>::type to_float(I i) {
-    return __builtin_convertvector(i, FloatVector<16>::type);
-  }
-};
+struct FloatLanes<FloatVector<8>::type> : VectorLanes<8> {};
 template <>
-struct FloatLanes<FloatVector<32>::type> {
-  using Bits = FloatVector<32>::bits;
-  using Ints = FloatVector<32>::ints;
-  template <typename I>  // a template: not compiled where the vector width is not in use
-  static FOCAL_HD FloatVector<32>::type to_float(I i) {
-    return __builtin_convertvector(i, FloatVector<32>::type);
-  }
-};
+struct FloatLanes<FloatVector<16>::type> : VectorLanes<16> {};
 #endif
 
 // exp(x + lo) on a float or, lane by lane, on a vector of floats (the same instructions either
