@@ -148,3 +148,56 @@ def test_training_reduces_the_loss(kind, rng):
     history = model.fit(features, targets, epochs=8, batch_size=64, verbose=0).history["loss"]
     assert np.all(np.isfinite(history))
     assert history[-1] < 0.5 * history[0], history
+
+
+# ---- a drop-in for Keras's own classes ---------------------------------------------------------
+
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_binary_class_takes_a_dense1_head_with_flat_labels_as_keras_does(from_logits, rng):
+    logits = random_logits(rng, (40, 1), scale=2.0, dtype=np.float32)
+    y_pred = logits if from_logits else tf.sigmoid(logits).numpy()
+    labels = (rng.uniform(size=40) < 0.3).astype(np.float32)
+    keras_loss = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.25, gamma=2.0,
+                                                      from_logits=from_logits)
+    ours = BinaryFocalLoss(apply_class_balancing=True, gamma=2.0, from_logits=from_logits)  # Keras's alpha 0.25
+    for y_true, pred in ((labels, y_pred), (labels[:, None], y_pred), (labels[:, None], y_pred[:, 0])):
+        np.testing.assert_allclose(ours(y_true, pred), keras_loss(y_true, pred), rtol=2e-5, atol=1e-7)
+    no_balancing = keras.losses.BinaryFocalCrossentropy(from_logits=from_logits, alpha=0.6)(labels, y_pred)
+    np.testing.assert_allclose(BinaryFocalLoss(apply_class_balancing=False, alpha=0.6, from_logits=from_logits,
+                                               axis=-1)(labels, y_pred), no_balancing, rtol=2e-5, atol=1e-7)
+
+
+def test_binary_class_trains_a_dense1_model_on_flat_labels(rng):
+    features = rng.standard_normal((256, 4)).astype(np.float32)
+    labels = (features[:, 0] + 0.3 * features[:, 1] > 0.5).astype(np.float32)  # shape (N,)
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=BinaryFocalLoss(alpha=0.5, from_logits=True))
+    history = model.fit(features, labels, epochs=6, batch_size=32, verbose=0).history["loss"]
+    assert np.all(np.isfinite(history)) and history[-1] < 0.6 * history[0], history
+
+
+def test_keras_arguments_are_accepted_or_named(rng):
+    for cls in (SparseCategoricalFocalLoss, CategoricalFocalLoss, BinaryFocalLoss):
+        assert cls(axis=-1).get_config()["axis"] == -1
+        with pytest.raises(ValueError, match=r"last axis \(axis=-1\); got axis=1"):
+            cls(axis=1)
+        with pytest.raises(TypeError, match="gamma must be a real number"):
+            cls(gamma="2")
+    with pytest.raises(TypeError, match="apply_class_balancing"):
+        BinaryFocalLoss(apply_class_balancing="yes")
+    # NumPy scalars are scalars: one alpha for every class, whatever C is
+    for scalar in (np.float32(0.25), np.float16(0.25), np.float64(0.25)):
+        loss = SparseCategoricalFocalLoss(alpha=scalar, from_logits=True)
+        assert loss.get_config()["alpha"] == 0.25
+        logits = random_logits(rng, (8, 5), dtype=np.float32)
+        np.testing.assert_allclose(loss(np.arange(8) % 5, logits),
+                                   SparseCategoricalFocalLoss(alpha=0.25, from_logits=True)(np.arange(8) % 5, logits))
+
+
+def test_categorical_class_matches_keras_for_keras_shapes(rng):
+    logits = random_logits(rng, (16, 1), dtype=np.float32)
+    y = np.ones(16, np.float32)  # C = 1 with flat labels: Keras expands them
+    np.testing.assert_allclose(
+        CategoricalFocalLoss(alpha=0.25, from_logits=True)(y, logits),
+        keras.losses.CategoricalFocalCrossentropy(alpha=0.25, from_logits=True)(y, logits), rtol=1e-5, atol=1e-7)

@@ -256,10 +256,11 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
     const RowNormalizer<Acc> norm = row_normalizer(total.max_logit, total.sum_below + (total.ties - Acc(1)));
     Acc* stats = row_stats + row * kSoftmaxRowStats;
 
-    const RowKind kind = row_labels.kind(row, classes, params);
+    RowKind kind = row_labels.kind(row, classes, params);
+    if (kind == RowKind::kValid && classes == 0) kind = RowKind::kEmpty;  // dense rows of no classes: loss 0
     if (kind != RowKind::kValid) {
       if (lane == 0) {
-        const Acc fill = kind == RowKind::kIgnored ? Acc(0) : Acc(NAN);
+        const Acc fill = row_fill<Acc>(kind);
         store_from_acc(fill, loss + row);
         for (int k = 0; k < kSoftmaxRowStats; ++k) stats[k] = fill;
       }
@@ -283,7 +284,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
       sums = group_all_reduce<kGroup>(sums);
     }
     if (lane == 0) {
-      store_from_acc(sums.loss, loss + row);
+      store_from_acc(row_loss_or_nan(sums.loss, norm.sum_others), loss + row);
       stats[0] = norm.max_logit;
       stats[1] = norm.sum_others;
       stats[2] = sums.grad_weight_rest;
@@ -306,7 +307,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
     T* grad = logits_grad + row * classes;
     const RowKind kind = row_labels.kind(row, classes, params);
     if (kind != RowKind::kValid) {
-      const Acc fill = kind == RowKind::kIgnored ? Acc(0) : Acc(NAN);
+      const Acc fill = row_fill<Acc>(kind);
       for (int64_t c = lane; c < classes; c += kGroup) store_from_acc(fill, grad + c);
       continue;
     }

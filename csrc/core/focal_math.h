@@ -267,10 +267,20 @@ FOCAL_HD void LibmMath::reciprocal_and_log1p(Acc e, Acc& reciprocal, Acc& log1p_
   log1p_e = log1p_nonnegative<LibmMath>(e);
 }
 
+// A row whose logits are all -inf (every class masked) has no distribution: its sum_others is
+// made NaN, so its loss and gradient are NaN whatever the path and C (TF's softmax gives NaN too).
 template <typename Math = LibmMath, typename Acc>
 FOCAL_HD RowNormalizer<Acc> row_normalizer(Acc max_logit, Acc sum_others) {
   const Acc one = splat<Acc>(1);
+  sum_others = max_logit == splat<Acc>(-INFINITY) ? splat<Acc>(NAN) : sum_others;
   return {max_logit, sum_others, one / (one + sum_others), log1p_nonnegative<Math>(sum_others)};
+}
+
+// A row's loss, NaN where its normalizer is (a NaN logit, or every logit -inf), also when no class
+// of the row carries label weight.
+template <typename Acc>
+FOCAL_HD Acc row_loss_or_nan(Acc loss, Acc sum_others) {
+  return sum_others != sum_others ? sum_others : loss;
 }
 
 template <typename Math = LibmMath, typename Acc>
@@ -326,11 +336,22 @@ struct FocalTerm {
   Acc h;     // p · d loss / d p
 };
 
+// log p for the product p · log p: -inf (p = 0, a masked class) becomes the lowest finite
+// value, so the product is 0, its limit, instead of 0 · -inf = NaN. NaN stays NaN.
+constexpr float kLargestFloat = 3.4028234663852886e38f;
+
+template <typename Acc>
+FOCAL_HD Acc finite_log_p(Acc log_p) {
+  const Acc lowest = splat<Acc>(-kLargestFloat);
+  return log_p < lowest ? lowest : log_p;
+}
+
 template <typename Math = LibmMath, typename Acc>
 FOCAL_HD FocalTerm<Acc> focal_term(ClassProbability<Acc> prob, Acc gamma, Acc epsilon) {
   if constexpr (!Math::kMayClip) {
     const Acc q_pow = focal_pow<Math>(prob.q, gamma);
-    const Acc p_log_p_over_q = prob.q > splat<Acc>(0) ? prob.p * prob.log_p / prob.q : splat<Acc>(-1);
+    const Acc p_log_p_over_q =
+        prob.q > splat<Acc>(0) ? prob.p * finite_log_p(prob.log_p) / prob.q : splat<Acc>(-1);
     return {q_pow * -prob.log_p, q_pow * (gamma * p_log_p_over_q - splat<Acc>(1))};
   }
   // one comparison per select: combined masks defeat GCC's vectoriser. With epsilon = 0 the
@@ -349,7 +370,7 @@ FOCAL_HD FocalTerm<Acc> focal_term(ClassProbability<Acc> prob, Acc gamma, Acc ep
   }
   const Acc q = clip_mode ? splat<Acc>(1) - p : prob.q;
   const Acc q_pow = focal_pow<Math>(q, gamma);
-  const Acc p_log_p_over_q = q > splat<Acc>(0) ? p * log_p / q : splat<Acc>(-1);
+  const Acc p_log_p_over_q = q > splat<Acc>(0) ? p * finite_log_p(log_p) / q : splat<Acc>(-1);
   const Acc h = q_pow * (gamma * p_log_p_over_q - splat<Acc>(1));
   return {q_pow * -log_p, clipped ? splat<Acc>(0) : h};
 }
@@ -396,8 +417,17 @@ FOCAL_HD DenseLabelWeights<Acc, T> dense_label_weights(const T* y, int64_t class
   return {y, Acc(1) - s, classes > 0 ? s / static_cast<Acc>(classes) : Acc(0)};
 }
 
-// Label validity of one sparse row.
-enum class RowKind { kValid, kIgnored, kOutOfRange };
+// What a softmax row is: computed (kValid), or filled without reading its logits: an ignored
+// label and a row of no classes (C = 0) get loss, row stats and gradient 0 (TF's cross-entropy
+// gives 0 for C = 0), a label outside [0, C) NaN.
+enum class RowKind { kValid, kIgnored, kOutOfRange, kEmpty };
+
+template <typename Acc>
+FOCAL_HD Acc row_fill(RowKind kind) {
+  return kind == RowKind::kOutOfRange ? Acc(NAN) : Acc(0);
+}
+
+FOCAL_HD RowKind dense_row_kind(int64_t classes) { return classes > 0 ? RowKind::kValid : RowKind::kEmpty; }
 
 template <typename Label>
 FOCAL_HD RowKind sparse_row_kind(Label label, int64_t classes, const SoftmaxFocalParams& params) {
@@ -414,7 +444,8 @@ FOCAL_HD void accumulate_class(Acc z, const RowNormalizer<Acc>& row, Acc label_w
                                Acc epsilon, Sum& loss, Sum& grad_weight_rest, Sum& grad_weight_argmax) {
   const FocalTerm<Acc> term = focal_term<Math>(class_probability<Math>(z, row), gamma, epsilon);
   const Acc weight = label_weight * alpha;
-  loss += static_cast<Sum>(weight * term.loss);
+  // a class without weight adds nothing, also where its term is infinite (a masked class)
+  loss += static_cast<Sum>(weight == splat<Acc>(0) ? splat<Acc>(0) : weight * term.loss);
   const Sum g = static_cast<Sum>(weight * term.h);
   const auto argmax = z == row.max_logit;
   grad_weight_argmax += argmax ? g : splat<Sum>(0);
@@ -484,13 +515,19 @@ FOCAL_HD SigmoidFocalTerm<Acc> sigmoid_focal(Acc x, Acc y, bool has_alpha, Acc a
   const Acc e_inv = e * inv;
   const Acc p = nonnegative ? inv : e_inv;      // sigmoid(x)
   const Acc p_neg = nonnegative ? e_inv : inv;  // sigmoid(-x) = 1 - p
-  const Acc bce = (nonnegative ? x * (splat<Acc>(1) - y) : -x * y) + log1p_e;
+  // the linear part x(1-y) or -xy is 0 where its factor is 0, also at x = ±inf (the limit)
+  const Acc linear_factor = nonnegative ? splat<Acc>(1) - y : -y;
+  const Acc linear = linear_factor == splat<Acc>(0) ? splat<Acc>(0) : x * linear_factor;
+  const Acc bce = linear + log1p_e;
   const Acc q = y * p_neg + (splat<Acc>(1) - y) * p;
   const Acc r = q > splat<Acc>(0) ? p * p_neg / q : splat<Acc>(1);
   const Acc alpha_t = has_alpha ? y * alpha + (splat<Acc>(1) - y) * (splat<Acc>(1) - alpha) : splat<Acc>(1);
   const Acc weight = alpha_t * focal_pow<Math>(q, gamma);
   const Acc p_minus_y = (splat<Acc>(1) - y) * p - y * p_neg;
-  return {weight * bce, weight * (gamma * (splat<Acc>(1) - splat<Acc>(2) * y) * r * bce + p_minus_y)};
+  // r · BCE -> 0 as |x| -> inf, where r = 0 and BCE may be inf: BCE is capped at the largest
+  // finite value in the product
+  const Acc bce_capped = bce > splat<Acc>(kLargestFloat) ? splat<Acc>(kLargestFloat) : bce;
+  return {weight * bce, weight * (gamma * (splat<Acc>(1) - splat<Acc>(2) * y) * r * bce_capped + p_minus_y)};
 }
 
 FOCAL_HD float smooth_binary_label(float y, float s) { return y * (1.0f - s) + 0.5f * s; }

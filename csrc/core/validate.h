@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -21,52 +22,62 @@ inline std::string format_number(double v) {
   return buffer;
 }
 
-// gamma >= 0, epsilon in [0, 0.5), label_smoothing in [0, 1], finite alpha of size 1 or classes.
-// alpha_on_host = false (alpha in GPU memory): its length is checked, not its values.
-inline std::string softmax_params_error(const SoftmaxFocalParams& params, int64_t classes, bool alpha_on_host = true) {
-  if (!(params.gamma >= 0.0) || !std::isfinite(params.gamma)) {
-    return "gamma must be a finite number >= 0; got " + format_number(params.gamma);
+// gamma >= 0; alpha of size 1 or of the last axis, its values >= 0 (and <= alpha_max): all of
+// them at most compute_max, the largest finite value of the type the kernels compute in (a
+// larger one would become inf there). alpha_on_host = false (alpha in GPU memory): its length is
+// checked, not its values.
+inline std::string gamma_error(double gamma, double compute_max) {
+  if (!(gamma >= 0.0 && gamma <= compute_max)) {
+    return "gamma must be a finite number >= 0 (and at most " + format_number(compute_max) +
+           ", the largest value of the compute dtype); got " + format_number(gamma);
   }
+  return "";
+}
+
+inline std::string alpha_error(const double* alpha, int64_t alpha_size, int64_t last_axis, bool alpha_on_host,
+                               double alpha_max, double compute_max, const char* length_before,
+                               const char* length_after) {
+  if (alpha == nullptr) return "";
+  if (alpha_size != 1 && alpha_size != last_axis) {
+    return length_before + std::to_string(last_axis) + length_after + "; got length " + std::to_string(alpha_size);
+  }
+  const double upper = alpha_max < compute_max ? alpha_max : compute_max;
+  for (int64_t c = 0; alpha_on_host && c < alpha_size; ++c) {
+    if (!(alpha[c] >= 0.0 && alpha[c] <= upper)) {
+      return "alpha must be in [0, " + format_number(upper) + "]; alpha[" + std::to_string(c) +
+             "] = " + format_number(alpha[c]);
+    }
+  }
+  return "";
+}
+
+constexpr double kNoUpperBound = std::numeric_limits<double>::max();
+
+// gamma >= 0, epsilon in [0, 0.5), label_smoothing in [0, 1], alpha >= 0 of size 1 or classes.
+inline std::string softmax_params_error(const SoftmaxFocalParams& params, int64_t classes, bool alpha_on_host = true,
+                                        double compute_max = kNoUpperBound) {
+  const std::string gamma = gamma_error(params.gamma, compute_max);
+  if (!gamma.empty()) return gamma;
   if (!(params.epsilon >= 0.0 && params.epsilon < 0.5)) {
     return "epsilon must be in [0, 0.5) (0 or None: exact log-softmax); got " + format_number(params.epsilon);
   }
   if (!(params.label_smoothing >= 0.0 && params.label_smoothing <= 1.0)) {
     return "label_smoothing must be in [0, 1]; got " + format_number(params.label_smoothing);
   }
-  if (params.alpha != nullptr) {
-    if (params.alpha_size != 1 && params.alpha_size != classes) {
-      return "alpha must be a scalar or a vector of length C = " + std::to_string(classes) + "; got length " +
-             std::to_string(params.alpha_size);
-    }
-    for (int64_t c = 0; alpha_on_host && c < params.alpha_size; ++c) {
-      if (!std::isfinite(params.alpha[c])) {
-        return "alpha must be finite; alpha[" + std::to_string(c) + "] = " + format_number(params.alpha[c]);
-      }
-    }
-  }
-  return "";
+  return alpha_error(params.alpha, params.alpha_size, classes, alpha_on_host, kNoUpperBound, compute_max,
+                     "alpha must be a scalar or a vector of length C = ", "");
 }
 
-// gamma >= 0, label_smoothing in [0, 1], finite alpha of size 1 or columns.
-inline std::string sigmoid_params_error(const SigmoidFocalParams& params, int64_t columns, bool alpha_on_host = true) {
-  if (!(params.gamma >= 0.0) || !std::isfinite(params.gamma)) {
-    return "gamma must be a finite number >= 0; got " + format_number(params.gamma);
-  }
+// gamma >= 0, label_smoothing in [0, 1], alpha in [0, 1] of size 1 or columns.
+inline std::string sigmoid_params_error(const SigmoidFocalParams& params, int64_t columns, bool alpha_on_host = true,
+                                        double compute_max = kNoUpperBound) {
+  const std::string gamma = gamma_error(params.gamma, compute_max);
+  if (!gamma.empty()) return gamma;
   if (!(params.label_smoothing >= 0.0 && params.label_smoothing <= 1.0)) {
     return "label_smoothing must be in [0, 1]; got " + format_number(params.label_smoothing);
   }
-  if (params.alpha != nullptr) {
-    if (params.alpha_size != 1 && params.alpha_size != columns) {
-      return "alpha must be a scalar or a vector over the last axis (length " + std::to_string(columns) +
-             "); got length " + std::to_string(params.alpha_size);
-    }
-    for (int64_t c = 0; alpha_on_host && c < params.alpha_size; ++c) {
-      if (!std::isfinite(params.alpha[c])) {
-        return "alpha must be finite; alpha[" + std::to_string(c) + "] = " + format_number(params.alpha[c]);
-      }
-    }
-  }
-  return "";
+  return alpha_error(params.alpha, params.alpha_size, columns, alpha_on_host, 1.0, compute_max,
+                     "alpha must be a scalar or a vector over the last axis (length ", ")");
 }
 
 // The layout of the sigmoid gradient's upstream gradient from its shape: the logits' shape,

@@ -10,6 +10,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -27,14 +28,31 @@ namespace py = pybind11;
 
 namespace {
 
+// NumPy arrays as the kernels read them: C-contiguous and aligned to their element type. Any
+// other array (a strided view, or a misaligned one such as a view at an odd byte offset) is
+// copied first, so the kernels never load an element from a misaligned address.
+constexpr int kKernelLayout = py::array::c_style | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+
+py::array kernel_array(const py::handle& value) { return py::array::ensure(value, kKernelLayout); }
+
 // Alpha as the core wants it: empty for None, one value for a float, C values for a vector.
 std::vector<double> alpha_values(const py::object& alpha) {
   if (alpha.is_none()) return {};
-  const auto array = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(alpha);
+  if (py::isinstance<py::bool_>(alpha) || py::isinstance<py::str>(alpha)) {
+    throw py::type_error("alpha must be None, a float or a 1-D sequence of floats");
+  }
+  const auto array = py::array_t<double, kKernelLayout | py::array::forcecast>::ensure(alpha);
   if (!array) throw py::type_error("alpha must be None, a float or a 1-D sequence of floats");
   if (array.ndim() > 1) throw py::value_error("alpha must be a scalar or a vector of length C");
+  if (array.size() == 0) throw py::value_error("alpha must not be empty (None means no alpha)");
   return std::vector<double>(array.data(), array.data() + array.size());
 }
+
+// The largest finite value of the type the kernels compute logits of this dtype in.
+double compute_max(const std::string& logit_type) {
+  return logit_type == "float64" ? std::numeric_limits<double>::max() : std::numeric_limits<float>::max();
+}
+double compute_max(const py::array& logits) { return compute_max(std::string(py::str(logits.dtype().attr("name")))); }
 
 struct SoftmaxCall {
   py::array labels;
@@ -49,7 +67,7 @@ struct SoftmaxCall {
 // The softmax parameters of a call, checked (named ValueError); alpha must outlive them.
 focal::SoftmaxFocalParams checked_softmax_params(const std::vector<double>& alpha, double gamma, double epsilon,
                                                  double label_smoothing, int64_t classes,
-                                                 const std::optional<int64_t>& ignore_class) {
+                                                 const std::optional<int64_t>& ignore_class, double max_value) {
   focal::SoftmaxFocalParams params;
   params.gamma = gamma;
   params.epsilon = epsilon;
@@ -58,15 +76,15 @@ focal::SoftmaxFocalParams checked_softmax_params(const std::vector<double>& alph
   params.alpha_size = static_cast<int64_t>(alpha.size());
   params.has_ignore_class = ignore_class.has_value();
   params.ignore_class = ignore_class.value_or(0);
-  const std::string error = focal::softmax_params_error(params, classes);
+  const std::string error = focal::softmax_params_error(params, classes, /*alpha_on_host=*/true, max_value);
   if (!error.empty()) throw py::value_error(error);
   return params;
 }
 
 // The forward's row stats handed to a backward: [rows, 4] of the accumulation type.
 template <typename Acc>
-py::array_t<Acc, py::array::c_style> checked_row_stats(const py::array& row_stats, int64_t rows) {
-  auto stats = py::array_t<Acc, py::array::c_style>::ensure(row_stats);
+py::array_t<Acc, kKernelLayout> checked_row_stats(const py::array& row_stats, int64_t rows) {
+  auto stats = py::array_t<Acc, kKernelLayout>::ensure(row_stats);
   if (!stats || stats.size() != rows * focal::kSoftmaxRowStats) {
     throw py::value_error("row_stats must be the forward's row stats (shape batch + (4,), matching dtype)");
   }
@@ -75,7 +93,7 @@ py::array_t<Acc, py::array::c_style> checked_row_stats(const py::array& row_stat
 
 // The upstream gradient of a loss of `size` elements, in the logits' dtype.
 py::array checked_loss_grad(const py::array& loss_grad_in, const py::array& logits, int64_t size) {
-  py::array loss_grad = py::array::ensure(loss_grad_in, py::array::c_style);
+  py::array loss_grad = kernel_array(loss_grad_in);
   if (!loss_grad || !loss_grad.dtype().is(logits.dtype()) || loss_grad.size() != size) {
     throw py::value_error("loss_grad must have the loss's shape and the logits' dtype");
   }
@@ -86,8 +104,8 @@ SoftmaxCall prepare_sparse_softmax(const py::array& labels_in, const py::array& 
                                    double gamma, double epsilon, double label_smoothing,
                                    const std::optional<int64_t>& ignore_class) {
   SoftmaxCall call;
-  call.logits = py::array::ensure(logits_in, py::array::c_style);
-  call.labels = py::array::ensure(labels_in, py::array::c_style);
+  call.logits = kernel_array(logits_in);
+  call.labels = kernel_array(labels_in);
   if (!call.logits || !call.labels) throw py::type_error("labels and logits must be array-like");
   if (call.logits.ndim() < 1) throw py::value_error("logits must have rank >= 1 ([..., C])");
   const py::ssize_t rank = call.logits.ndim();
@@ -99,7 +117,8 @@ SoftmaxCall prepare_sparse_softmax(const py::array& labels_in, const py::array& 
   call.classes = call.logits.shape(rank - 1);
   call.rows = call.labels.size();
   call.alpha = alpha_values(alpha);
-  call.params = checked_softmax_params(call.alpha, gamma, epsilon, label_smoothing, call.classes, ignore_class);
+  call.params = checked_softmax_params(call.alpha, gamma, epsilon, label_smoothing, call.classes, ignore_class,
+                                       compute_max(call.logits));
   return call;
 }
 
@@ -151,10 +170,10 @@ auto dispatch_float_type(const py::array& logits, Body&& body) {
 
 // Labels and logits of the same shape; labels converted to the logits' dtype.
 std::pair<py::array, py::array> same_shape_arrays(const py::array& labels_in, const py::array& logits_in) {
-  py::array logits = py::array::ensure(logits_in, py::array::c_style);
+  py::array logits = kernel_array(logits_in);
   if (!logits) throw py::type_error("logits must be array-like");
   // numpy.require keeps 0-d arrays 0-d (ascontiguousarray would make them 1-d)
-  py::array labels = py::module_::import("numpy").attr("require")(labels_in, logits.dtype(), "C");
+  py::array labels = py::module_::import("numpy").attr("require")(labels_in, logits.dtype(), "CA");
   const std::vector<py::ssize_t> a(labels.shape(), labels.shape() + labels.ndim());
   const std::vector<py::ssize_t> b(logits.shape(), logits.shape() + logits.ndim());
   if (a != b) throw py::value_error("labels must have the shape of logits");
@@ -224,7 +243,8 @@ DenseSoftmaxCall prepare_dense_softmax(const py::array& logits, const std::vecto
   const int64_t classes = logits.shape(logits.ndim() - 1);
   int64_t rows = 1;
   for (py::ssize_t d = 0; d + 1 < logits.ndim(); ++d) rows *= logits.shape(d);
-  return {classes, rows, checked_softmax_params(alpha, gamma, epsilon, label_smoothing, classes, std::nullopt)};
+  return {classes, rows,
+          checked_softmax_params(alpha, gamma, epsilon, label_smoothing, classes, std::nullopt, compute_max(logits))};
 }
 
 py::tuple dense_softmax_forward(const py::array& labels_in, const py::array& logits_in, const py::object& alpha_in,
@@ -291,12 +311,12 @@ py::array sigmoid_elementwise(const py::array& labels_in, const py::array& logit
   params.alpha = alpha.empty() ? nullptr : alpha.data();
   params.alpha_size = static_cast<int64_t>(alpha.size());
   const int64_t columns = logits.ndim() > 0 ? logits.shape(logits.ndim() - 1) : 1;
-  const std::string error = focal::sigmoid_params_error(params, columns);
+  const std::string error = focal::sigmoid_params_error(params, columns, /*alpha_on_host=*/true, compute_max(logits));
   if (!error.empty()) throw py::value_error(error);
   py::array loss_grad;
   focal::SigmoidUpstream upstream = focal::SigmoidUpstream::kPerElement;
   if (!loss_grad_in.is_none()) {
-    loss_grad = py::array::ensure(loss_grad_in, py::array::c_style);
+    loss_grad = kernel_array(loss_grad_in);
     if (!loss_grad || !loss_grad.dtype().is(logits.dtype())) {
       throw py::value_error("loss_grad must be an array of the logits' dtype");
     }
@@ -431,6 +451,7 @@ std::pair<const double*, int64_t> device_alpha(const py::object& alpha) {
   if (a.type != "float64" || a.shape.size() > 1) {
     throw py::type_error("alpha must be None or a float64 GPU array of length 1 or C");
   }
+  if (a.size == 0) throw py::value_error("alpha must not be empty (None means no alpha)");
   return {static_cast<const double*>(a.data), a.size};
 }
 
@@ -480,7 +501,8 @@ DeviceSoftmaxCall prepare_device_softmax(const py::object& labels, const py::obj
   call.params.alpha_size = alpha_size;
   call.params.has_ignore_class = ignore_class.has_value();
   call.params.ignore_class = ignore_class.value_or(0);
-  const std::string error = focal::softmax_params_error(call.params, call.classes, /*alpha_on_host=*/false);
+  const std::string error =
+      focal::softmax_params_error(call.params, call.classes, /*alpha_on_host=*/false, compute_max(call.type));
   if (!error.empty()) throw py::value_error(error);
   return call;
 }
@@ -577,7 +599,7 @@ void sigmoid_cuda(const py::object& labels_in, const py::object& logits_in, cons
   params.label_smoothing = label_smoothing;
   std::tie(params.alpha, params.alpha_size) = device_alpha(alpha);
   const int64_t columns = logits.shape.empty() ? 1 : logits.shape.back();
-  const std::string error = focal::sigmoid_params_error(params, columns, /*alpha_on_host=*/false);
+  const std::string error = focal::sigmoid_params_error(params, columns, /*alpha_on_host=*/false, compute_max(type));
   if (!error.empty()) throw py::value_error(error);
   throw_if_failed(dispatch_float_type_name(type, [&](auto logit_tag) {
     using T = decltype(logit_tag);

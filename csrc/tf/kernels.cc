@@ -67,8 +67,9 @@ absl::Status ReadScalar(const Tensor& t, const char* name, double* value) {
 // labels have the logits' shape without the class axis; dense labels the logits' shape. batch:
 // the logits' shape without the class axis (the loss's shape).
 // alpha_on_host: false for GPU kernels (alpha in device memory: its values are not read here).
+// compute_max: the largest finite value of the type the kernels compute in.
 absl::Status ReadSoftmaxInputs(OpKernelContext* ctx, bool dense_labels, int64_t ignore_class, bool has_ignore_class,
-                               bool alpha_on_host, TensorShape* batch, int64_t* classes,
+                               bool alpha_on_host, double compute_max, TensorShape* batch, int64_t* classes,
                                focal::SoftmaxFocalParams* params) {
   const Tensor& labels = ctx->input(0);
   const Tensor& logits = ctx->input(1);
@@ -95,7 +96,7 @@ absl::Status ReadSoftmaxInputs(OpKernelContext* ctx, bool dense_labels, int64_t 
   TF_RETURN_IF_ERROR(ReadScalar(ctx->input(5), "label_smoothing", &params->label_smoothing));
   params->alpha = alpha.flat<double>().data();
   params->alpha_size = alpha.NumElements();
-  const std::string error = focal::softmax_params_error(*params, *classes, alpha_on_host);
+  const std::string error = focal::softmax_params_error(*params, *classes, alpha_on_host, compute_max);
   if (!error.empty()) return absl::InvalidArgumentError(error);
   params->ignore_class = ignore_class;
   params->has_ignore_class = has_ignore_class;
@@ -103,7 +104,7 @@ absl::Status ReadSoftmaxInputs(OpKernelContext* ctx, bool dense_labels, int64_t 
 }
 
 // The sigmoid ops' inputs: labels like logits; alpha empty (none), a scalar or one per column.
-absl::Status ReadSigmoidInputs(OpKernelContext* ctx, bool alpha_on_host, int64_t* columns,
+absl::Status ReadSigmoidInputs(OpKernelContext* ctx, bool alpha_on_host, double compute_max, int64_t* columns,
                                focal::SigmoidFocalParams* params) {
   const Tensor& labels = ctx->input(0);
   const Tensor& logits = ctx->input(1);
@@ -123,7 +124,7 @@ absl::Status ReadSigmoidInputs(OpKernelContext* ctx, bool alpha_on_host, int64_t
   TF_RETURN_IF_ERROR(ReadScalar(ctx->input(4), "label_smoothing", &params->label_smoothing));
   params->alpha = no_alpha ? nullptr : alpha.flat<double>().data();
   params->alpha_size = no_alpha ? 0 : alpha.NumElements();
-  const std::string error = focal::sigmoid_params_error(*params, *columns, alpha_on_host);
+  const std::string error = focal::sigmoid_params_error(*params, *columns, alpha_on_host, compute_max);
   if (!error.empty()) return absl::InvalidArgumentError(error);
   return absl::OkStatus();
 }
@@ -359,7 +360,7 @@ class SparseSoftmaxFocalLossOp : public SparseSoftmaxKernel {
     int64_t classes = 0;
     focal::SoftmaxFocalParams params;
     OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/false, ignore_class_, has_ignore_class_,
-                                          Launch::kAlphaOnHost, &batch, &classes, &params));
+                                          Launch::kAlphaOnHost, std::numeric_limits<Acc>::max(), &batch, &classes, &params));
     OP_REQUIRES_OK(ctx, CheckStatsDtype<Acc>(ctx, ctx->expected_output_dtype(1)));
     const Tensor& labels = ctx->input(0);
     Tensor* loss = nullptr;
@@ -384,7 +385,7 @@ class SparseSoftmaxFocalLossGradOp : public SparseSoftmaxKernel {
     int64_t classes = 0;
     focal::SoftmaxFocalParams params;
     OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/false, ignore_class_, has_ignore_class_,
-                                          Launch::kAlphaOnHost, &batch, &classes, &params));
+                                          Launch::kAlphaOnHost, std::numeric_limits<Acc>::max(), &batch, &classes, &params));
     const Tensor& labels = ctx->input(0);
     OP_REQUIRES_OK(ctx, CheckSoftmaxGradInputs<Acc>(ctx, batch));
     Tensor* logits_grad = nullptr;
@@ -409,7 +410,7 @@ class SoftmaxFocalLossOp : public OpKernel {
     int64_t classes = 0;
     focal::SoftmaxFocalParams params;
     OP_REQUIRES_OK(
-        ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, Launch::kAlphaOnHost, &batch, &classes, &params));
+        ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, Launch::kAlphaOnHost, std::numeric_limits<Acc>::max(), &batch, &classes, &params));
     OP_REQUIRES_OK(ctx, CheckStatsDtype<Acc>(ctx, ctx->expected_output_dtype(1)));
     Tensor* loss = nullptr;
     Tensor* stats = nullptr;
@@ -433,7 +434,7 @@ class SoftmaxFocalLossGradOp : public OpKernel {
     int64_t classes = 0;
     focal::SoftmaxFocalParams params;
     OP_REQUIRES_OK(
-        ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, Launch::kAlphaOnHost, &batch, &classes, &params));
+        ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, Launch::kAlphaOnHost, std::numeric_limits<Acc>::max(), &batch, &classes, &params));
     OP_REQUIRES_OK(ctx, CheckSoftmaxGradInputs<Acc>(ctx, batch));
     Tensor* logits_grad = nullptr;
     OP_REQUIRES_OK(ctx, AllocateLogitsGrad(ctx, &logits_grad));
@@ -464,7 +465,8 @@ class SigmoidFocalLossOp : public OpKernel {
     using Core = typename CoreType<T>::type;
     int64_t columns = 1;
     focal::SigmoidFocalParams params;
-    OP_REQUIRES_OK(ctx, ReadSigmoidInputs(ctx, Launch::kAlphaOnHost, &columns, &params));
+    OP_REQUIRES_OK(ctx, ReadSigmoidInputs(ctx, Launch::kAlphaOnHost, std::numeric_limits<focal::acc_t<Core>>::max(),
+                                          &columns, &params));
     const Tensor& logits = ctx->input(1);
     const Core* loss_grad_ptr = nullptr;
     focal::SigmoidUpstream upstream = focal::SigmoidUpstream::kPerElement;

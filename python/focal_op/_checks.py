@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import tensorflow as tf
 
 FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
@@ -13,25 +14,64 @@ LABEL_DTYPES = (tf.int32, tf.int64)
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    """A real number: Python or NumPy, of any width, or a 0-d NumPy array; not a bool."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def as_number(value) -> float:
+    """A value _is_number accepts, as a Python float."""
+    return float(value[()] if isinstance(value, np.ndarray) else value)
+
+
+def check_number_or_tensor(name: str, value) -> None:
+    """TypeError unless value is a real number or a numeric tensor (bools and strings are neither)."""
+    if _is_number(value):
+        return
+    dtype = getattr(value, "dtype", None)
+    if isinstance(value, (bool, np.bool_, str, bytes)) or dtype is None:
+        raise TypeError(f"{name} must be a real number or a float tensor; got {type(value).__name__} {value!r}")
+    dtype = tf.as_dtype(dtype)
+    if not (dtype.is_floating or dtype.is_integer):
+        raise TypeError(f"{name} must be a real number or a float tensor; got a {dtype.name} tensor")
 
 
 def check_gamma(gamma) -> None:
-    if _is_number(gamma) and not (math.isfinite(gamma) and gamma >= 0):
+    check_number_or_tensor("gamma", gamma)
+    if _is_number(gamma) and not (math.isfinite(as_number(gamma)) and as_number(gamma) >= 0):
         raise ValueError(f"gamma must be a finite number >= 0; got {gamma!r}")
+
+
+def compute_dtype_max(logits: tf.Tensor) -> float:
+    """The largest finite value of the dtype the loss of these logits is computed in."""
+    return float(np.finfo(compute_dtype(logits.dtype).as_numpy_dtype).max)
+
+
+def check_fits_compute_dtype(name: str, value, logits: tf.Tensor) -> None:
+    """ValueError when a number is too large for the compute dtype (float32 for 16- and 32-bit
+    logits): it would turn into inf there, and the loss into inf or NaN."""
+    if _is_number(value) and abs(as_number(value)) > compute_dtype_max(logits):
+        raise ValueError(
+            f"{name} = {as_number(value)!r} is not representable in {compute_dtype(logits.dtype).name}, the dtype "
+            f"the loss of {logits.dtype.name} logits is computed in"
+        )
 
 
 def check_epsilon(epsilon) -> float:
     """None or 0 select the exact log-softmax; (0, 0.5) selects the clipped seed formula."""
     if epsilon is None:
         return 0.0
-    if not _is_number(epsilon) or not (0.0 <= epsilon < 0.5):
+    if not _is_number(epsilon):
+        raise TypeError(f"epsilon must be None or a real number; got {type(epsilon).__name__} {epsilon!r}")
+    if not (0.0 <= as_number(epsilon) < 0.5):
         raise ValueError(f"epsilon must be None or a number in [0, 0.5); got {epsilon!r}")
-    return float(epsilon)
+    return as_number(epsilon)
 
 
 def check_label_smoothing(label_smoothing) -> None:
-    if _is_number(label_smoothing) and not (0.0 <= label_smoothing <= 1.0):
+    check_number_or_tensor("label_smoothing", label_smoothing)
+    if _is_number(label_smoothing) and not (0.0 <= as_number(label_smoothing) <= 1.0):
         raise ValueError(f"label_smoothing must be in [0, 1]; got {label_smoothing!r}")
 
 
@@ -77,15 +117,38 @@ def dense_labels_tensor(labels, logits: tf.Tensor) -> tf.Tensor:
     return labels
 
 
-def _alpha(alpha, logits: tf.Tensor, if_none: tf.Tensor, axis_name: str, one_per: str) -> tf.Tensor:
-    """alpha as float64: ``if_none`` for None, a scalar for a float, else a vector checked
-    against the last axis of logits (``one_per`` formats the length in the error)."""
+def _check_alpha_values(values: np.ndarray, logits: tf.Tensor, upper) -> None:
+    """Known alpha values: finite, >= 0, at most ``upper`` (1 for the sigmoid, else None), and
+    representable in the compute dtype."""
+    bad = ~np.isfinite(values) | (values < 0) | (False if upper is None else values > upper)
+    if bad.any():
+        wanted = "in [0, 1]" if upper is not None else "finite and >= 0"
+        raise ValueError(f"alpha must be {wanted}; got {values[bad][0]!r}")
+    if values.size:
+        check_fits_compute_dtype("alpha", float(np.abs(values).max()), logits)
+
+
+def _alpha(alpha, logits: tf.Tensor, if_none: tf.Tensor, axis_name: str, one_per: str, upper=None) -> tf.Tensor:
+    """alpha as float64: ``if_none`` for None, a scalar for a number, else a vector checked
+    against the last axis of logits (``one_per`` formats the length in the error). Numbers and
+    sequences keep float64 precision; tensors are checked by the op when it runs."""
     if alpha is None:
         return if_none
+    if isinstance(alpha, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"alpha must be None, a real number or a vector of them; got {type(alpha).__name__}")
     if _is_number(alpha):
-        if not math.isfinite(alpha):
-            raise ValueError(f"alpha must be finite; got {alpha!r}")
-        return tf.constant(float(alpha), tf.float64)
+        _check_alpha_values(np.asarray([as_number(alpha)]), logits, upper)
+        return tf.constant(as_number(alpha), tf.float64)
+    if not (tf.is_tensor(alpha) or isinstance(alpha, tf.Variable)):
+        try:
+            values = np.asarray(alpha, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"alpha must be None, a real number or a vector of them; got {alpha!r}") from err
+        last_axis = logits.shape[-1] if logits.shape.rank else None
+        if values.ndim == 1 and values.size == 0 and last_axis != 0:
+            raise ValueError("alpha must not be empty (None means no alpha)")
+        _check_alpha_values(values.reshape(-1), logits, upper)
+        alpha = values
     alpha = tf.cast(tf.convert_to_tensor(alpha), tf.float64)
     if alpha.shape.rank is not None and alpha.shape.rank > 1:
         raise ValueError(f"alpha must be None, a float or a vector over {axis_name}; got shape {alpha.shape}")
@@ -98,7 +161,7 @@ def _alpha(alpha, logits: tf.Tensor, if_none: tf.Tensor, axis_name: str, one_per
 def sigmoid_alpha_tensor(alpha, logits: tf.Tensor) -> tf.Tensor:
     """Sigmoid alpha: empty (None: α_t = 1), a scalar, or one value per column of the last axis."""
     return _alpha(alpha, logits, tf.zeros([0], tf.float64), "the last axis",
-                  "value per column of the last axis ({})")
+                  "value per column of the last axis ({})", upper=1.0)
 
 
 def alpha_tensor(alpha, logits: tf.Tensor) -> tf.Tensor:
@@ -123,7 +186,7 @@ def softmax_arguments(gamma, epsilon, label_smoothing) -> dict:
 def float64_scalar(value) -> tf.Tensor:
     """A hyper-parameter as a float64 tensor; Python numbers are not rounded through float32."""
     if _is_number(value):
-        return tf.constant(float(value), tf.float64)
+        return tf.constant(as_number(value), tf.float64)
     return tf.cast(value, tf.float64)
 
 

@@ -22,12 +22,41 @@ _PACKAGE = "focal_op"
 
 
 def _alpha_config(alpha):
-    """alpha as plain Python for get_config: None, a float or a list of floats."""
+    """alpha as plain Python for get_config: None, a float (Python or NumPy scalars of any width)
+    or a list of floats."""
     if alpha is None:
         return None
-    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
-        return float(alpha)
+    if isinstance(alpha, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"alpha must be None, a real number or a vector of them; got {type(alpha).__name__}")
+    if _checks._is_number(alpha):
+        return _checks.as_number(alpha)
     return [float(a) for a in np.asarray(alpha, dtype=np.float64).reshape(-1)]
+
+
+def _check_axis(axis) -> int:
+    """Keras's `axis` (the class axis): the last one is the only one focal_op reduces over."""
+    if axis != -1:
+        raise ValueError(f"focal_op's losses take the classes on the last axis (axis=-1); got axis={axis!r}. "
+                         "Move the class axis last (e.g. with tf.experimental.numpy.moveaxis) first.")
+    return -1
+
+
+def _same_rank(y_true, y_pred):
+    """Keras's shape handling of its losses: when the ranks differ by one and the longer tensor
+    ends in a dimension of 1, expand a rank-1 tensor to [N, 1], or else squeeze that dimension
+    (labels [N] with outputs [N, 1], as from Dense(1), and the converse)."""
+    true_rank, pred_rank = y_true.shape.rank, y_pred.shape.rank
+    if true_rank is None or pred_rank is None or true_rank == pred_rank:
+        return y_true, y_pred
+    if true_rank == pred_rank + 1 and y_true.shape[-1] == 1:
+        if pred_rank == 1:
+            return y_true, tf.expand_dims(y_pred, -1)
+        return tf.squeeze(y_true, -1), y_pred
+    if pred_rank == true_rank + 1 and y_pred.shape[-1] == 1:
+        if true_rank == 1:
+            return tf.expand_dims(y_true, -1), y_pred
+        return y_true, tf.squeeze(y_pred, -1)
+    return y_true, y_pred
 
 
 def _softmax_probabilities_to_logits(probabilities):
@@ -59,19 +88,22 @@ def _attach_mask(loss, mask):
 class _FocalLoss(keras.losses.Loss):
     """Arguments and config shared by the three classes."""
 
-    def __init__(self, gamma, alpha, from_logits, label_smoothing, reduction, name, dtype):
+    def __init__(self, gamma, alpha, from_logits, label_smoothing, axis, reduction, name, dtype):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         _checks.check_gamma(gamma)
         _checks.check_label_smoothing(label_smoothing)
-        self.gamma = float(gamma)
+        if not _checks._is_number(gamma) or not _checks._is_number(label_smoothing):
+            raise TypeError("the loss classes take gamma and label_smoothing as numbers (they are saved in the config)")
+        self.gamma = _checks.as_number(gamma)
         self.alpha = _alpha_config(alpha)
         self.from_logits = bool(from_logits)
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = _checks.as_number(label_smoothing)
+        self.axis = _check_axis(axis)
 
     def get_config(self):
         config = super().get_config()
         config.update(gamma=self.gamma, alpha=self.alpha, from_logits=self.from_logits,
-                      label_smoothing=self.label_smoothing)
+                      label_smoothing=self.label_smoothing, axis=self.axis)
         return config
 
 
@@ -90,9 +122,9 @@ class SparseCategoricalFocalLoss(_FocalLoss):
     """
 
     def __init__(self, gamma=2.0, alpha=None, from_logits=False, epsilon=None, label_smoothing=0.0,
-                 ignore_class=None, reduction="sum_over_batch_size", name="sparse_categorical_focal_loss",
+                 ignore_class=None, axis=-1, reduction="sum_over_batch_size", name="sparse_categorical_focal_loss",
                  dtype=None):
-        super().__init__(gamma, alpha, from_logits, label_smoothing, reduction, name, dtype)
+        super().__init__(gamma, alpha, from_logits, label_smoothing, axis, reduction, name, dtype)
         self.epsilon = _checks.check_epsilon(epsilon) or None
         _checks.check_ignore_class(ignore_class)
         self.ignore_class = None if ignore_class is None else int(ignore_class)
@@ -130,13 +162,13 @@ class CategoricalFocalLoss(_FocalLoss):
       label_smoothing: s in [0, 1]: y = y·(1-s) + s/C.
     """
 
-    def __init__(self, gamma=2.0, alpha=None, from_logits=False, epsilon=None, label_smoothing=0.0,
+    def __init__(self, gamma=2.0, alpha=None, from_logits=False, epsilon=None, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name="categorical_focal_loss", dtype=None):
-        super().__init__(gamma, alpha, from_logits, label_smoothing, reduction, name, dtype)
+        super().__init__(gamma, alpha, from_logits, label_smoothing, axis, reduction, name, dtype)
         self.epsilon = _checks.check_epsilon(epsilon) or None
 
     def call(self, y_true, y_pred):
-        y_pred = tf.convert_to_tensor(y_pred)
+        y_true, y_pred = _same_rank(tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred))
         logits = y_pred if self.from_logits else _softmax_probabilities_to_logits(y_pred)
         return ops.softmax_focal_loss(y_true, logits, gamma=self.gamma, alpha=self.alpha, epsilon=self.epsilon,
                                       label_smoothing=self.label_smoothing)
@@ -151,21 +183,29 @@ class CategoricalFocalLoss(_FocalLoss):
 class BinaryFocalLoss(_FocalLoss):
     """Sigmoid focal loss for binary and multi-label targets, averaged over the last axis as
     Keras's BinaryFocalCrossentropy does. ``alpha`` set is Keras's ``apply_class_balancing=True``
-    with that alpha; it may also be a vector over the last axis (one α per label).
+    with that alpha; it may also be a vector over the last axis (one α per label). Labels ``[N]``
+    with outputs ``[N, 1]`` (a ``Dense(1)`` head) are matched as Keras matches them.
 
     Args:
       gamma: focusing parameter γ >= 0.
-      alpha: None (no class balancing), a float, or a vector over the last axis.
+      alpha: None (no class balancing), a float in [0, 1], or a vector of them over the last axis.
       from_logits: whether ``y_pred`` holds logits (else probabilities, clipped as Keras does).
       label_smoothing: s in [0, 1]: y = y·(1-s) + s/2.
+      apply_class_balancing: Keras's switch. None: ``alpha`` decides. True: ``alpha``, or Keras's
+        default 0.25 when alpha is None. False: no alpha, as in Keras, whatever ``alpha`` says.
+      axis: -1 (the only axis supported; anything else raises ValueError).
     """
 
-    def __init__(self, gamma=2.0, alpha=None, from_logits=False, label_smoothing=0.0,
-                 reduction="sum_over_batch_size", name="binary_focal_loss", dtype=None):
-        super().__init__(gamma, alpha, from_logits, label_smoothing, reduction, name, dtype)
+    def __init__(self, gamma=2.0, alpha=None, from_logits=False, label_smoothing=0.0, apply_class_balancing=None,
+                 axis=-1, reduction="sum_over_batch_size", name="binary_focal_loss", dtype=None):
+        if apply_class_balancing is not None and not isinstance(apply_class_balancing, (bool, np.bool_)):
+            raise TypeError(f"apply_class_balancing must be None, True or False; got {apply_class_balancing!r}")
+        if apply_class_balancing is not None:
+            alpha = (0.25 if alpha is None else alpha) if apply_class_balancing else None
+        super().__init__(gamma, alpha, from_logits, label_smoothing, axis, reduction, name, dtype)
 
     def call(self, y_true, y_pred):
-        y_pred = tf.convert_to_tensor(y_pred)
+        y_true, y_pred = _same_rank(tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred))
         logits = y_pred if self.from_logits else _sigmoid_probabilities_to_logits(y_pred)
         # the mean over the last axis inside the op: the elementwise loss is never stored
         return ops.sigmoid_focal_loss(y_true, logits, gamma=self.gamma, alpha=self.alpha,

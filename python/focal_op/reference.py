@@ -42,6 +42,7 @@ def sparse_softmax_focal_loss(
         logits = _checks.logits_tensor(logits)
         labels = _checks.sparse_labels_tensor(labels, logits)
         alpha = _checks.alpha_tensor(alpha, logits)
+        _checks.check_fits_compute_dtype("gamma", gamma, logits)
         dtype = _checks.compute_dtype(logits.dtype)
         z = tf.cast(logits, dtype)
         classes = tf.shape(z)[-1]
@@ -95,6 +96,7 @@ def softmax_focal_loss(labels, logits, *, gamma=2.0, alpha=None, epsilon=None, l
         logits = _checks.logits_tensor(logits)
         labels = _checks.dense_labels_tensor(labels, logits)
         alpha = _checks.alpha_tensor(alpha, logits)
+        _checks.check_fits_compute_dtype("gamma", gamma, logits)
         dtype = _checks.compute_dtype(logits.dtype)
         z = tf.cast(logits, dtype)
         y = tf.cast(labels, dtype)
@@ -122,6 +124,7 @@ def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing
         logits = _checks.logits_tensor(logits, min_rank=0)
         labels = _checks.dense_labels_tensor(labels, logits)
         alpha_t = _checks.sigmoid_alpha_tensor(alpha, logits)
+        _checks.check_fits_compute_dtype("gamma", gamma, logits)
         reduction = _checks.check_sigmoid_reduction(reduction, logits)
         dtype = _checks.compute_dtype(logits.dtype)
         x = tf.cast(logits, dtype)
