@@ -1,67 +1,32 @@
-// focal_cpu.h — CPU launchers of the focal losses (sparse and dense softmax, sigmoid), framework-free.
+// focal_cpu.h — the CPU launchers of the focal losses, framework-free.
 //
-// Each launcher processes a contiguous range of rows, so a caller can split the batch over
-// its own thread pool (TensorFlow's CPU workers, or one thread from pybind11). The kernels are
-// compiled for several x86 instruction sets and picked at run time (see cpu_isa()).
+// Each processes a contiguous RowRange of its arguments' rows (or sigmoid elements), so a
+// caller can split the work over its own thread pool (TensorFlow's CPU workers, XLA's, or one
+// thread from pybind11). Every row gives the same bits however the range is split. The kernels
+// are compiled for several x86 instruction sets and picked once, at first use (cpu/dispatch.cc).
 #pragma once
 
 #include <cstdint>
 
-#include "focal_math.h"
+#include "focal_args.h"
 
 namespace focal {
 
-struct RowRange {
-  int64_t begin;
-  int64_t end;
-};
-
-// Softmax rows of at most this many classes are computed one row per vector lane (the CPU
-// kernels' short-row path; the dispatch in focal_cpu.cc uses AVX-512 for them).
+// Softmax rows of at most this many classes are computed one row per vector lane.
 constexpr int64_t kShortRowMaxClasses = 32;
 
-// Forward of the sparse-label softmax focal loss over rows [rows.begin, rows.end).
-// logits: [rows, classes]; labels, loss: [rows]; row_stats: [rows, kSoftmaxRowStats].
-// Ignored rows get loss 0. A row whose label is outside [0, classes) (and not ignore_class) gets
-// a NaN loss; the first such row of the range is returned, -1 when there is none.
-template <typename T, typename Label>
-int64_t sparse_softmax_focal_forward_cpu(const T* logits, const Label* labels, int64_t classes, RowRange rows,
-                                         const SoftmaxFocalParams& params, T* loss, acc_t<T>* row_stats);
-
-// Backward: logits_grad = loss_grad · d loss / d logits, from the forward's row_stats.
-// Same label handling: ignored rows get zeros, out-of-range rows NaN (returned as above).
-// Every backward (here and in focal_cuda.h) may write into the logits' own buffer: each logit
-// is read before its gradient is written.
-template <typename T, typename Label>
-int64_t sparse_softmax_focal_backward_cpu(const T* logits, const Label* labels, const acc_t<T>* row_stats,
-                                          const T* loss_grad, int64_t classes, RowRange rows,
-                                          const SoftmaxFocalParams& params, T* logits_grad);
-
-// Dense (one-hot or soft) labels [rows, classes] of the logits' type: the same loss and row
-// stats as the sparse launchers, y smoothed to y(1-s) + s/C. No label is out of range.
+// Forward: loss and row_stats of rows [rows.begin, rows.end). Ignored rows and rows of no
+// classes get loss 0; a row whose sparse label is outside [0, classes) gets NaN and is reported.
 template <typename T>
-void dense_softmax_focal_forward_cpu(const T* logits, const T* labels, int64_t classes, RowRange rows,
-                                     const SoftmaxFocalParams& params, T* loss, acc_t<T>* row_stats);
+Status softmax_forward_cpu(const SoftmaxArgs<T>& args, RowRange rows);
 
+// Backward: logits_grad of those rows from the forward's row_stats (same label handling).
 template <typename T>
-void dense_softmax_focal_backward_cpu(const T* logits, const T* labels, const acc_t<T>* row_stats, const T* loss_grad,
-                                      int64_t classes, RowRange rows, const SoftmaxFocalParams& params, T* logits_grad);
+Status softmax_backward_cpu(const SoftmaxArgs<T>& args, RowRange rows);
 
-// Sigmoid focal loss over elements [elements.begin, elements.end) of [rows, columns] logits and
-// labels (alpha per column). Forward: loss_grad = nullptr, out = loss. Backward: out = loss_grad
-// · d loss / d logits, loss_grad laid out as `upstream` says (one value per element, per row, or
-// one for all).
+// Sigmoid: elements [range.begin, range.end), or rows with sum_over_classes.
 template <typename T>
-void sigmoid_focal_cpu(const T* logits, const T* labels, const T* loss_grad, int64_t columns, RowRange elements,
-                       const SigmoidFocalParams& params, T* out,
-                       SigmoidUpstream upstream = SigmoidUpstream::kPerElement);
-
-// The sigmoid focal loss summed over the last axis, for rows [rows.begin, rows.end) of [rows,
-// columns] logits and labels: out[r] = Σ_c loss[r, c], without storing the elementwise loss. Its
-// gradient is sigmoid_focal_cpu's backward with one upstream value per row.
-template <typename T>
-void sigmoid_focal_row_sums_cpu(const T* logits, const T* labels, int64_t columns, RowRange rows,
-                                const SigmoidFocalParams& params, T* out);
+Status sigmoid_cpu(const SigmoidArgs<T>& args, RowRange range);
 
 // The instruction set the CPU kernels run with: "avx512" (x86-64-v4), "avx2" (x86-64-v3) or
 // "generic". The best the CPU supports, unless FOCAL_OP_CPU_ISA names a lower one.

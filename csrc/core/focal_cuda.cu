@@ -26,10 +26,9 @@ constexpr int kThreadsPerBlock = 256;
 static_assert(kBlockPerRow == kThreadsPerBlock, "a block-per-row group is one block");
 constexpr int64_t kMaxBlocks = int64_t{1} << 20;  // grid-stride loops cover the rest
 
-std::string launch_error() {
+Status launch_status() {
   const cudaError_t status = cudaGetLastError();
-  return status == cudaSuccess ? std::string()
-                               : std::string("CUDA kernel launch failed: ") + cudaGetErrorString(status);
+  return status == cudaSuccess ? Status{} : Status{StatusCode::kInternal, cudaGetErrorString(status)};
 }
 
 int64_t blocks_for(int64_t work, int64_t per_block) {
@@ -39,7 +38,7 @@ int64_t blocks_for(int64_t work, int64_t per_block) {
 
 // ---- reductions within a row's thread group ---------------------------------------------------
 // The running state of a row part: its max, Σ exp(z - max) over logits below the max, and the
-// number of logits equal to it. sum_others of the whole row is sum_below + ties - 1.
+// number of logits equal to it (sum_others_of gives the row's sum_others).
 template <typename Acc>
 struct RowMaxSum {
   Acc max_logit;
@@ -253,7 +252,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
     RowMaxSum<Acc> part{-INFINITY, Acc(0), Acc(0)};
     for_each_logit<kGroup>(z, classes, lane, [&](int64_t, Acc v) { part = add_logit(part, v); });
     const RowMaxSum<Acc> total = group_all_reduce<kGroup>(part);
-    const RowNormalizer<Acc> norm = row_normalizer(total.max_logit, total.sum_below + (total.ties - Acc(1)));
+    const RowNormalizer<Acc> norm = row_normalizer(total.max_logit, sum_others_of(total.sum_below, total.ties));
     Acc* stats = row_stats + row * kSoftmaxRowStats;
 
     RowKind kind = row_labels.kind(row, classes, params);
@@ -347,9 +346,9 @@ void with_threads_per_row(int64_t classes, Body&& body) {
 }
 
 template <typename T, typename Rows>
-std::string launch_softmax_forward(const T* logits, Rows row_labels, int64_t rows, int64_t classes,
-                                   const SoftmaxFocalParams& params, T* loss, acc_t<T>* row_stats, void* stream) {
-  if (rows <= 0) return "";
+Status launch_softmax_forward(const T* logits, Rows row_labels, int64_t rows, int64_t classes,
+                              const SoftmaxFocalParams& params, T* loss, acc_t<T>* row_stats, void* stream) {
+  if (rows <= 0) return {};
   with_threads_per_row(classes, [&](auto group) {
     constexpr int kGroup = decltype(group)::value;
     const int64_t blocks = blocks_for(rows, GroupLayout<kGroup>::kRowsPerBlock);
@@ -357,14 +356,14 @@ std::string launch_softmax_forward(const T* logits, Rows row_labels, int64_t row
         <<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, static_cast<cudaStream_t>(stream)>>>(
             logits, row_labels, rows, classes, params, loss, row_stats);
   });
-  return launch_error();
+  return launch_status();
 }
 
 template <typename T, typename Rows>
-std::string launch_softmax_backward(const T* logits, Rows row_labels, const acc_t<T>* row_stats, const T* loss_grad,
-                                    int64_t rows, int64_t classes, const SoftmaxFocalParams& params, T* logits_grad,
-                                    void* stream) {
-  if (rows <= 0 || classes <= 0) return "";
+Status launch_softmax_backward(const T* logits, Rows row_labels, const acc_t<T>* row_stats, const T* loss_grad,
+                               int64_t rows, int64_t classes, const SoftmaxFocalParams& params, T* logits_grad,
+                               void* stream) {
+  if (rows <= 0 || classes <= 0) return {};
   with_threads_per_row(classes, [&](auto group) {
     constexpr int kGroup = decltype(group)::value;
     const int64_t blocks = blocks_for(rows, GroupLayout<kGroup>::kRowsPerBlock);
@@ -372,7 +371,7 @@ std::string launch_softmax_backward(const T* logits, Rows row_labels, const acc_
         <<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, static_cast<cudaStream_t>(stream)>>>(
             logits, row_labels, row_stats, loss_grad, rows, classes, params, logits_grad);
   });
-  return launch_error();
+  return launch_status();
 }
 
 // ---- sigmoid kernel -------------------------------------------------------------------------
@@ -490,64 +489,62 @@ int softmax_threads_per_row(int64_t classes) {
   return kBlockPerRow;
 }
 
-template <typename T, typename Label>
-std::string sparse_softmax_focal_forward_cuda(const T* logits, const Label* labels, int64_t rows, int64_t classes,
-                                              const SoftmaxFocalParams& params, T* loss, acc_t<T>* row_stats,
-                                              void* stream) {
-  return launch_softmax_forward(logits, SparseRows<acc_t<T>, Label>{labels}, rows, classes, params, loss, row_stats,
-                                stream);
-}
-
-template <typename T, typename Label>
-std::string sparse_softmax_focal_backward_cuda(const T* logits, const Label* labels, const acc_t<T>* row_stats,
-                                               const T* loss_grad, int64_t rows, int64_t classes,
-                                               const SoftmaxFocalParams& params, T* logits_grad, void* stream) {
-  return launch_softmax_backward(logits, SparseRows<acc_t<T>, Label>{labels}, row_stats, loss_grad, rows, classes,
-                                 params, logits_grad, stream);
-}
-
 template <typename T>
-std::string dense_softmax_focal_forward_cuda(const T* logits, const T* labels, int64_t rows, int64_t classes,
-                                             const SoftmaxFocalParams& params, T* loss, acc_t<T>* row_stats,
-                                             void* stream) {
-  return launch_softmax_forward(logits, DenseRows<acc_t<T>, T>{labels}, rows, classes, params, loss, row_stats, stream);
-}
-
-template <typename T>
-std::string dense_softmax_focal_backward_cuda(const T* logits, const T* labels, const acc_t<T>* row_stats,
-                                              const T* loss_grad, int64_t rows, int64_t classes,
-                                              const SoftmaxFocalParams& params, T* logits_grad, void* stream) {
-  return launch_softmax_backward(logits, DenseRows<acc_t<T>, T>{labels}, row_stats, loss_grad, rows, classes, params,
-                                 logits_grad, stream);
-}
-
-template <typename T>
-std::string sigmoid_focal_cuda(const T* logits, const T* labels, const T* loss_grad, int64_t elements, int64_t columns,
-                               const SigmoidFocalParams& params, T* out, void* stream, SigmoidUpstream upstream) {
-  if (elements <= 0) return "";
-  const unsigned blocks = static_cast<unsigned>(blocks_for(elements / kVectorWidth<T> + 1, kThreadsPerBlock));
-  const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
-  if (loss_grad == nullptr) {
-    sigmoid_kernel<T, false><<<blocks, kThreadsPerBlock, 0, cuda_stream>>>(logits, labels, nullptr, upstream, elements,
-                                                                          columns, params, out);
-  } else {
-    sigmoid_kernel<T, true><<<blocks, kThreadsPerBlock, 0, cuda_stream>>>(logits, labels, loss_grad, upstream, elements,
-                                                                         columns, params, out);
+Status softmax_forward_cuda(const SoftmaxArgs<T>& a, void* stream) {
+  using Acc = acc_t<T>;
+  switch (a.label_kind) {
+    case LabelKind::kSparseInt32:
+      return launch_softmax_forward(a.logits, SparseRows<Acc, int32_t>{static_cast<const int32_t*>(a.labels)}, a.rows,
+                                    a.classes, a.params, a.loss, a.row_stats, stream);
+    case LabelKind::kSparseInt64:
+      return launch_softmax_forward(a.logits, SparseRows<Acc, int64_t>{static_cast<const int64_t*>(a.labels)}, a.rows,
+                                    a.classes, a.params, a.loss, a.row_stats, stream);
+    default:
+      return launch_softmax_forward(a.logits, DenseRows<Acc, T>{static_cast<const T*>(a.labels)}, a.rows, a.classes,
+                                    a.params, a.loss, a.row_stats, stream);
   }
-  return launch_error();
 }
 
 template <typename T>
-std::string sigmoid_focal_row_sums_cuda(const T* logits, const T* labels, int64_t rows, int64_t columns,
-                                        const SigmoidFocalParams& params, T* out, void* stream) {
-  if (rows <= 0) return "";
-  with_threads_per_row(columns, [&](auto group) {
-    constexpr int kGroup = decltype(group)::value;
-    const int64_t blocks = blocks_for(rows, GroupLayout<kGroup>::kRowsPerBlock);
-    sigmoid_row_sums_kernel<kGroup><<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0,
-                                      static_cast<cudaStream_t>(stream)>>>(logits, labels, rows, columns, params, out);
-  });
-  return launch_error();
+Status softmax_backward_cuda(const SoftmaxArgs<T>& a, void* stream) {
+  using Acc = acc_t<T>;
+  switch (a.label_kind) {
+    case LabelKind::kSparseInt32:
+      return launch_softmax_backward(a.logits, SparseRows<Acc, int32_t>{static_cast<const int32_t*>(a.labels)},
+                                     a.row_stats, a.loss_grad, a.rows, a.classes, a.params, a.logits_grad, stream);
+    case LabelKind::kSparseInt64:
+      return launch_softmax_backward(a.logits, SparseRows<Acc, int64_t>{static_cast<const int64_t*>(a.labels)},
+                                     a.row_stats, a.loss_grad, a.rows, a.classes, a.params, a.logits_grad, stream);
+    default:
+      return launch_softmax_backward(a.logits, DenseRows<Acc, T>{static_cast<const T*>(a.labels)}, a.row_stats,
+                                     a.loss_grad, a.rows, a.classes, a.params, a.logits_grad, stream);
+  }
+}
+
+template <typename T>
+Status sigmoid_cuda(const SigmoidArgs<T>& a, void* stream) {
+  const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
+  if (a.sum_over_classes) {
+    if (a.rows <= 0) return {};
+    with_threads_per_row(a.columns, [&](auto group) {
+      constexpr int kGroup = decltype(group)::value;
+      const int64_t blocks = blocks_for(a.rows, GroupLayout<kGroup>::kRowsPerBlock);
+      sigmoid_row_sums_kernel<kGroup><<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, cuda_stream>>>(
+          a.logits, a.labels, a.rows, a.columns, a.params, a.out);
+    });
+    return launch_status();
+  }
+  const int64_t elements = a.rows * a.columns;
+  if (elements <= 0) return {};
+  const unsigned blocks = static_cast<unsigned>(blocks_for(elements / kVectorWidth<T> + 1, kThreadsPerBlock));
+  if (a.loss_grad == nullptr) {
+    sigmoid_kernel<T, false><<<blocks, kThreadsPerBlock, 0, cuda_stream>>>(a.logits, a.labels, nullptr, a.upstream,
+                                                                          elements, a.columns, a.params, a.out);
+  } else {
+    sigmoid_kernel<T, true><<<blocks, kThreadsPerBlock, 0, cuda_stream>>>(a.logits, a.labels, a.loss_grad, a.upstream,
+                                                                         elements, a.columns, a.params, a.out);
+  }
+  return launch_status();
 }
 
 int cuda_device_count() {
@@ -559,34 +556,21 @@ int cuda_device_count() {
   return count;
 }
 
-std::string cuda_unavailable_reason() {
+const char* cuda_unavailable_reason() {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess) {
     cudaGetLastError();
     return cudaGetErrorString(status);
   }
-  return count > 0 ? std::string() : std::string("no CUDA device is visible");
+  return count > 0 ? "" : "no CUDA device is visible";
 }
 
-#define FOCAL_INSTANTIATE_SPARSE(T, Label)                                                                           \
-  template std::string sparse_softmax_focal_forward_cuda<T, Label>(const T*, const Label*, int64_t, int64_t,         \
-                                                                   const SoftmaxFocalParams&, T*, acc_t<T>*, void*); \
-  template std::string sparse_softmax_focal_backward_cuda<T, Label>(                                                 \
-      const T*, const Label*, const acc_t<T>*, const T*, int64_t, int64_t, const SoftmaxFocalParams&, T*, void*);
-FOCAL_FOR_EACH_TYPE(FOCAL_INSTANTIATE_SPARSE)
-#undef FOCAL_INSTANTIATE_SPARSE
-
-#define FOCAL_INSTANTIATE_ELEMENTWISE(T)                                                                            \
-  template std::string dense_softmax_focal_forward_cuda<T>(const T*, const T*, int64_t, int64_t,                    \
-                                                           const SoftmaxFocalParams&, T*, acc_t<T>*, void*);        \
-  template std::string dense_softmax_focal_backward_cuda<T>(const T*, const T*, const acc_t<T>*, const T*, int64_t, \
-                                                            int64_t, const SoftmaxFocalParams&, T*, void*);         \
-  template std::string sigmoid_focal_cuda<T>(const T*, const T*, const T*, int64_t, int64_t,                        \
-                                             const SigmoidFocalParams&, T*, void*, SigmoidUpstream);                \
-  template std::string sigmoid_focal_row_sums_cuda<T>(const T*, const T*, int64_t, int64_t, const SigmoidFocalParams&, \
-                                                      T*, void*);
-FOCAL_FOR_EACH_FLOAT_TYPE(FOCAL_INSTANTIATE_ELEMENTWISE)
-#undef FOCAL_INSTANTIATE_ELEMENTWISE
+#define FOCAL_INSTANTIATE_CUDA_LAUNCHERS(T)                          \
+  template Status softmax_forward_cuda(const SoftmaxArgs<T>&, void*);  \
+  template Status softmax_backward_cuda(const SoftmaxArgs<T>&, void*); \
+  template Status sigmoid_cuda(const SigmoidArgs<T>&, void*);
+FOCAL_FOR_EACH_FLOAT_TYPE(FOCAL_INSTANTIATE_CUDA_LAUNCHERS)
+#undef FOCAL_INSTANTIATE_CUDA_LAUNCHERS
 
 }  // namespace focal

@@ -150,23 +150,25 @@ FOCAL_HD bfloat16_bits to_bfloat16(float f) {
   return bfloat16_bits{static_cast<uint16_t>(rounded >> 16)};
 }
 
-// X(T, Label) for every logits and labels type the kernels (CPU and CUDA) are built for.
-#define FOCAL_FOR_EACH_TYPE(X) \
-  X(float16_bits, int32_t)     \
-  X(float16_bits, int64_t)     \
-  X(bfloat16_bits, int32_t)    \
-  X(bfloat16_bits, int64_t)    \
-  X(float, int32_t)            \
-  X(float, int64_t)            \
-  X(double, int32_t)           \
-  X(double, int64_t)
-
-// X(T) for every logits type.
+// X(T) for every logits type the kernels (CPU and CUDA) are built for: the one list of them.
+// Sparse labels are int32 or int64 (LabelKind, focal_args.h).
 #define FOCAL_FOR_EACH_FLOAT_TYPE(X) \
-  X(float16_bits)                    \
-  X(bfloat16_bits)                   \
+  X(::focal::float16_bits)           \
+  X(::focal::bfloat16_bits)          \
   X(float)                           \
   X(double)
+
+// The logits type's name as NumPy (and ml_dtypes) name it.
+template <typename T>
+constexpr const char* kTypeName = "";
+template <>
+constexpr const char* kTypeName<float16_bits> = "float16";
+template <>
+constexpr const char* kTypeName<bfloat16_bits> = "bfloat16";
+template <>
+constexpr const char* kTypeName<float> = "float32";
+template <>
+constexpr const char* kTypeName<double> = "float64";
 
 // Storage type -> accumulation type (float for 16- and 32-bit logits, double for double).
 template <typename T>
@@ -265,6 +267,13 @@ template <typename Acc>
 FOCAL_HD void LibmMath::reciprocal_and_log1p(Acc e, Acc& reciprocal, Acc& log1p_e) {
   reciprocal = Acc(1) / (Acc(1) + e);
   log1p_e = log1p_nonnegative<LibmMath>(e);
+}
+
+// sum_others of a row from Σ exp(z - max) over its classes below the max and the number of its
+// classes equal to the max (ties): the share of every class but one argmax.
+template <typename Acc>
+FOCAL_HD Acc sum_others_of(Acc sum_below, Acc ties) {
+  return sum_below + (ties - splat<Acc>(1));
 }
 
 // A row whose logits are all -inf (every class masked) has no distribution: its sum_others is

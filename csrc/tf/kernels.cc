@@ -1,13 +1,15 @@
-// kernels.cc — focal_op's OpKernels: validate inputs, allocate outputs and call the
-// framework-free core — on the CPU with rows split over TensorFlow's worker threads, on the GPU
-// (builds with CUDA) on the stream TensorFlow gives the op. One kernel class per op serves both
-// devices through a small launch policy (CpuLaunch, GpuLaunch).
+// kernels.cc — focal_op's OpKernels: validate inputs, allocate outputs, fill the core's argument
+// struct and call its launcher — on the CPU with rows split over TensorFlow's worker threads, on
+// the GPU (builds with CUDA) on the stream TensorFlow gives the op. One kernel class per op
+// serves both devices through a launch policy (CpuLaunch, GpuLaunch).
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "focal_cpu.h"
+#include "inputs.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -32,27 +34,27 @@ using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 
-// TensorFlow element type -> the core's storage type (same bits).
-template <typename T>
-struct CoreType {
-  using type = T;
+// The core's storage type -> TensorFlow's element type of the same bits.
+template <typename Core>
+struct TfType {
+  using type = Core;
 };
 template <>
-struct CoreType<Eigen::half> {
-  using type = focal::float16_bits;
+struct TfType<focal::float16_bits> {
+  using type = Eigen::half;
 };
 template <>
-struct CoreType<Eigen::bfloat16> {
-  using type = focal::bfloat16_bits;
+struct TfType<focal::bfloat16_bits> {
+  using type = Eigen::bfloat16;
 };
 
-template <typename T>
-const typename CoreType<T>::type* CorePtr(const Tensor& t) {
-  return reinterpret_cast<const typename CoreType<T>::type*>(t.flat<T>().data());
+template <typename Core>
+const Core* CorePtr(const Tensor& t) {
+  return reinterpret_cast<const Core*>(t.flat<typename TfType<Core>::type>().data());
 }
-template <typename T>
-typename CoreType<T>::type* CorePtr(Tensor* t) {
-  return reinterpret_cast<typename CoreType<T>::type*>(t->flat<T>().data());
+template <typename Core>
+Core* CorePtr(Tensor* t) {
+  return reinterpret_cast<Core*>(t->flat<typename TfType<Core>::type>().data());
 }
 
 absl::Status ReadScalar(const Tensor& t, const char* name, double* value) {
@@ -63,74 +65,95 @@ absl::Status ReadScalar(const Tensor& t, const char* name, double* value) {
   return absl::OkStatus();
 }
 
-// Checks shapes and hyper-parameters shared by the softmax forward and gradient ops. Sparse
-// labels have the logits' shape without the class axis; dense labels the logits' shape. batch:
-// the logits' shape without the class axis (the loss's shape).
-// alpha_on_host: false for GPU kernels (alpha in device memory: its values are not read here).
-// compute_max: the largest finite value of the type the kernels compute in.
-absl::Status ReadSoftmaxInputs(OpKernelContext* ctx, bool dense_labels, int64_t ignore_class, bool has_ignore_class,
-                               bool alpha_on_host, double compute_max, TensorShape* batch, int64_t* classes,
-                               focal::SoftmaxFocalParams* params) {
-  const Tensor& labels = ctx->input(0);
-  const Tensor& logits = ctx->input(1);
-  const Tensor& alpha = ctx->input(2);
+std::vector<int64_t> Dims(const TensorShape& shape) {
+  std::vector<int64_t> dims;
+  for (int i = 0; i < shape.dims(); ++i) dims.push_back(shape.dim_size(i));
+  return dims;
+}
+
+absl::Status FromCheck(const std::string& error) {
+  return error.empty() ? absl::OkStatus() : absl::InvalidArgumentError(error);
+}
+
+// The softmax ops' shapes and hyper-parameters into args (pointers are set by the op). Sparse
+// labels have the logits' shape without the class axis, dense labels the logits' shape; the
+// batch shape (the loss's) is returned. alpha_on_host: false for GPU kernels (alpha in device
+// memory: its values are not read here).
+template <typename Core>
+absl::Status ReadSoftmaxInputs(OpKernelContext* ctx, focal::LabelKind label_kind, int64_t ignore_class,
+                               bool has_ignore_class, bool alpha_on_host, TensorShape* batch,
+                               focal::SoftmaxArgs<Core>* args) {
+  const Tensor& labels = ctx->input(kSoftmaxLabels);
+  const Tensor& logits = ctx->input(kSoftmaxLogits);
+  const Tensor& alpha = ctx->input(kSoftmaxAlpha);
+  const bool dense = label_kind == focal::LabelKind::kDense;
   if (logits.dims() < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("logits must have rank >= 1 ([..., C]); got shape ", logits.shape().DebugString()));
   }
   *batch = logits.shape();
   batch->RemoveLastDims(1);
-  if (labels.shape() != (dense_labels ? logits.shape() : *batch)) {
+  if (labels.shape() != (dense ? logits.shape() : *batch)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(dense_labels ? "labels must have the shape of logits"
-                                  : "labels must have the shape of logits without its last axis",
+        absl::StrCat(dense ? "labels must have the shape of logits"
+                           : "labels must have the shape of logits without its last axis",
                      "; got labels ", labels.shape().DebugString(), " and logits ", logits.shape().DebugString()));
   }
-  *classes = logits.dim_size(logits.dims() - 1);
-  if (alpha.dims() > 1 || (alpha.dims() == 1 && alpha.dim_size(0) != *classes)) {
-    return absl::InvalidArgumentError(absl::StrCat("alpha must be a scalar or a vector of length C = ", *classes,
+  args->label_kind = label_kind;
+  args->classes = logits.dim_size(logits.dims() - 1);
+  args->rows = batch->num_elements();
+  if (alpha.dims() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat("alpha must be a scalar or a vector of length C = ", args->classes,
                                                    "; got shape ", alpha.shape().DebugString()));
   }
-  TF_RETURN_IF_ERROR(ReadScalar(ctx->input(3), "gamma", &params->gamma));
-  TF_RETURN_IF_ERROR(ReadScalar(ctx->input(4), "epsilon", &params->epsilon));
-  TF_RETURN_IF_ERROR(ReadScalar(ctx->input(5), "label_smoothing", &params->label_smoothing));
-  params->alpha = alpha.flat<double>().data();
-  params->alpha_size = alpha.NumElements();
-  const std::string error = focal::softmax_params_error(*params, *classes, alpha_on_host, compute_max);
-  if (!error.empty()) return absl::InvalidArgumentError(error);
-  params->ignore_class = ignore_class;
-  params->has_ignore_class = has_ignore_class;
-  return absl::OkStatus();
+  focal::SoftmaxFocalParams& params = args->params;
+  TF_RETURN_IF_ERROR(ReadScalar(ctx->input(kSoftmaxGamma), "gamma", &params.gamma));
+  TF_RETURN_IF_ERROR(ReadScalar(ctx->input(kSoftmaxEpsilon), "epsilon", &params.epsilon));
+  TF_RETURN_IF_ERROR(ReadScalar(ctx->input(kSoftmaxLabelSmoothing), "label_smoothing", &params.label_smoothing));
+  params.alpha = alpha.flat<double>().data();
+  params.alpha_size = alpha.NumElements();
+  params.ignore_class = ignore_class;
+  params.has_ignore_class = has_ignore_class;
+  args->logits = CorePtr<Core>(logits);
+  args->labels = labels.data();
+  return FromCheck(focal::softmax_params_error(params, args->classes, alpha_on_host,
+                                               std::numeric_limits<focal::acc_t<Core>>::max()));
 }
 
-// The sigmoid ops' inputs: labels like logits; alpha empty (none), a scalar or one per column.
-absl::Status ReadSigmoidInputs(OpKernelContext* ctx, bool alpha_on_host, double compute_max, int64_t* columns,
-                               focal::SigmoidFocalParams* params) {
-  const Tensor& labels = ctx->input(0);
-  const Tensor& logits = ctx->input(1);
-  const Tensor& alpha = ctx->input(2);
+// The sigmoid ops' shapes and hyper-parameters into args: labels like logits; alpha empty
+// (none), a scalar or one per column.
+template <typename Core>
+absl::Status ReadSigmoidInputs(OpKernelContext* ctx, bool alpha_on_host, focal::SigmoidArgs<Core>* args) {
+  const Tensor& labels = ctx->input(kSigmoidLabels);
+  const Tensor& logits = ctx->input(kSigmoidLogits);
+  const Tensor& alpha = ctx->input(kSigmoidAlpha);
   if (labels.shape() != logits.shape()) {
     return absl::InvalidArgumentError(absl::StrCat("labels must have the shape of logits; got labels ",
                                                    labels.shape().DebugString(), " and logits ",
                                                    logits.shape().DebugString()));
   }
-  *columns = logits.dims() > 0 ? logits.dim_size(logits.dims() - 1) : 1;
+  TensorShape rows = logits.shape();  // a scalar is one row of one column
+  if (logits.dims() > 0) rows.RemoveLastDims(1);
+  args->rows = rows.num_elements();
+  args->columns = logits.dims() > 0 ? logits.dim_size(logits.dims() - 1) : 1;
   const bool no_alpha = alpha.dims() == 1 && alpha.dim_size(0) == 0;
-  if (alpha.dims() > 1 || (alpha.dims() == 1 && !no_alpha && (logits.dims() == 0 || alpha.dim_size(0) != *columns))) {
+  if (alpha.dims() > 1 || (alpha.dims() == 1 && !no_alpha && logits.dims() == 0)) {
     return absl::InvalidArgumentError(absl::StrCat("alpha must be a scalar or a vector over the last axis (length ",
-                                                   *columns, "); got shape ", alpha.shape().DebugString()));
+                                                   args->columns, "); got shape ", alpha.shape().DebugString()));
   }
-  TF_RETURN_IF_ERROR(ReadScalar(ctx->input(3), "gamma", &params->gamma));
-  TF_RETURN_IF_ERROR(ReadScalar(ctx->input(4), "label_smoothing", &params->label_smoothing));
-  params->alpha = no_alpha ? nullptr : alpha.flat<double>().data();
-  params->alpha_size = no_alpha ? 0 : alpha.NumElements();
-  const std::string error = focal::sigmoid_params_error(*params, *columns, alpha_on_host, compute_max);
-  if (!error.empty()) return absl::InvalidArgumentError(error);
-  return absl::OkStatus();
+  focal::SigmoidFocalParams& params = args->params;
+  TF_RETURN_IF_ERROR(ReadScalar(ctx->input(kSigmoidGamma), "gamma", &params.gamma));
+  TF_RETURN_IF_ERROR(ReadScalar(ctx->input(kSigmoidLabelSmoothing), "label_smoothing", &params.label_smoothing));
+  params.alpha = no_alpha ? nullptr : alpha.flat<double>().data();
+  params.alpha_size = no_alpha ? 0 : alpha.NumElements();
+  args->logits = CorePtr<Core>(logits);
+  args->labels = CorePtr<Core>(labels);
+  return FromCheck(focal::sigmoid_params_error(params, args->columns, alpha_on_host,
+                                               std::numeric_limits<focal::acc_t<Core>>::max()));
 }
 
 template <typename Acc>
-absl::Status CheckStatsDtype(OpKernelContext* ctx, tensorflow::DataType stats_dtype) {
+absl::Status CheckStatsDtype(tensorflow::DataType stats_dtype) {
   if (stats_dtype != DataTypeToEnum<Acc>::value) {
     return absl::InvalidArgumentError(absl::StrCat("Tstats must be ", DataTypeString(DataTypeToEnum<Acc>::value),
                                                    " for these logits; got ", DataTypeString(stats_dtype)));
@@ -141,9 +164,9 @@ absl::Status CheckStatsDtype(OpKernelContext* ctx, tensorflow::DataType stats_dt
 // row_stats and loss_grad of a softmax gradient op: [batch..., 4] and [batch...].
 template <typename Acc>
 absl::Status CheckSoftmaxGradInputs(OpKernelContext* ctx, const TensorShape& batch) {
-  const Tensor& stats = ctx->input(6);
-  const Tensor& loss_grad = ctx->input(7);
-  TF_RETURN_IF_ERROR(CheckStatsDtype<Acc>(ctx, stats.dtype()));
+  const Tensor& stats = ctx->input(kSoftmaxRowStats);
+  const Tensor& loss_grad = ctx->input(kSoftmaxLossGrad);
+  TF_RETURN_IF_ERROR(CheckStatsDtype<Acc>(stats.dtype()));
   TensorShape stats_shape = batch;
   stats_shape.AddDim(focal::kSoftmaxRowStats);
   if (stats.shape() != stats_shape) {
@@ -157,104 +180,68 @@ absl::Status CheckSoftmaxGradInputs(OpKernelContext* ctx, const TensorShape& bat
   return absl::OkStatus();
 }
 
-template <typename Label>
-absl::Status LabelOutOfRange(const Tensor& labels, int64_t row, int64_t classes) {
-  return absl::InvalidArgumentError(
-      focal::label_out_of_range_error(static_cast<int64_t>(labels.flat<Label>()(row)), row, classes));
+// The op's status from the core's: the label of an out-of-range row named in TF's words.
+absl::Status FromCore(const focal::Status& status, const Tensor& labels, int64_t classes) {
+  switch (status.code) {
+    case focal::StatusCode::kOk:
+      return absl::OkStatus();
+    case focal::StatusCode::kInvalidArgument: {
+      const int64_t label = labels.dtype() == tensorflow::DT_INT32 ? labels.flat<int32_t>()(status.bad_row)
+                                                                    : labels.flat<int64_t>()(status.bad_row);
+      return absl::InvalidArgumentError(focal::label_out_of_range_error(label, status.bad_row, classes));
+    }
+    default:
+      return absl::InternalError(status.message);
+  }
 }
 
-// Runs body(begin, end) over [0, rows) on TensorFlow's CPU workers; returns the smallest
-// row index any shard reported (body's return value), or -1.
-template <typename Body>
-int64_t ShardRows(OpKernelContext* ctx, int64_t rows, int64_t cost_per_row, Body body) {
+// Runs launch(range) over [0, items) on TensorFlow's CPU workers; the status of the smallest
+// out-of-range row any shard reported, else OK.
+template <typename Launch>
+focal::Status ShardItems(OpKernelContext* ctx, int64_t items, int64_t cost_per_item, Launch launch) {
   std::atomic<int64_t> first_bad{std::numeric_limits<int64_t>::max()};
   const auto& workers = *ctx->device()->tensorflow_cpu_worker_threads();
-  ::tensorflow::Shard(workers.num_threads, workers.workers, rows, cost_per_row, [&](int64_t begin, int64_t end) {
-    const int64_t bad = body(focal::RowRange{begin, end});
-    if (bad < 0) return;
+  ::tensorflow::Shard(workers.num_threads, workers.workers, items, cost_per_item, [&](int64_t begin, int64_t end) {
+    const focal::Status status = launch(focal::RowRange{begin, end});
+    if (status.ok()) return;
     int64_t seen = first_bad.load();
-    while (bad < seen && !first_bad.compare_exchange_weak(seen, bad)) {
+    while (status.bad_row < seen && !first_bad.compare_exchange_weak(seen, status.bad_row)) {
     }
   });
   const int64_t bad = first_bad.load();
-  return bad == std::numeric_limits<int64_t>::max() ? -1 : bad;
+  return focal::label_out_of_range_at(bad == std::numeric_limits<int64_t>::max() ? -1 : bad);
 }
 
-// Rough cost of one row in cycles, for the shard size: an exp per class, more with smoothing.
-int64_t RowCost(int64_t classes, bool every_class) {
-  return std::max<int64_t>(1, classes) * (every_class ? 60 : 20) + 100;
+// Rough cost of one softmax row in cycles, for the shard size: an exp per class, more where every
+// class carries label weight.
+template <typename Core>
+int64_t SoftmaxRowCost(const focal::SoftmaxArgs<Core>& args) {
+  const bool every_class = args.label_kind == focal::LabelKind::kDense || args.params.label_smoothing > 0;
+  return std::max<int64_t>(1, args.classes) * (every_class ? 60 : 20) + 100;
 }
 
 // ---- launch policies: where and how the core runs ----------------------------------------------
-// Each returns the op's status: an out-of-range label (CPU), a failed launch (GPU).
 
 struct CpuLaunch {
   static constexpr bool kAlphaOnHost = true;
 
-  template <typename T, typename Label>
-  static absl::Status SparseForward(OpKernelContext* ctx, const Tensor& labels_tensor, const T* logits,
-                                    const Label* labels, int64_t rows, int64_t classes,
-                                    const focal::SoftmaxFocalParams& params, T* loss, focal::acc_t<T>* stats) {
-    const int64_t bad_row =
-        ShardRows(ctx, rows, RowCost(classes, params.label_smoothing > 0), [&](focal::RowRange range) {
-          return focal::sparse_softmax_focal_forward_cpu(logits, labels, classes, range, params, loss, stats);
-        });
-    return bad_row < 0 ? absl::OkStatus() : LabelOutOfRange<Label>(labels_tensor, bad_row, classes);
+  template <typename Core>
+  static focal::Status SoftmaxForward(OpKernelContext* ctx, const focal::SoftmaxArgs<Core>& args) {
+    return ShardItems(ctx, args.rows, SoftmaxRowCost(args),
+                      [&](focal::RowRange range) { return focal::softmax_forward_cpu(args, range); });
   }
 
-  template <typename T, typename Label>
-  static absl::Status SparseBackward(OpKernelContext* ctx, const Tensor& labels_tensor, const T* logits,
-                                     const Label* labels, const focal::acc_t<T>* stats, const T* loss_grad,
-                                     int64_t rows, int64_t classes, const focal::SoftmaxFocalParams& params, T* grad) {
-    const int64_t bad_row =
-        ShardRows(ctx, rows, RowCost(classes, params.label_smoothing > 0), [&](focal::RowRange range) {
-          return focal::sparse_softmax_focal_backward_cpu(logits, labels, stats, loss_grad, classes, range, params,
-                                                          grad);
-        });
-    return bad_row < 0 ? absl::OkStatus() : LabelOutOfRange<Label>(labels_tensor, bad_row, classes);
+  template <typename Core>
+  static focal::Status SoftmaxBackward(OpKernelContext* ctx, const focal::SoftmaxArgs<Core>& args) {
+    return ShardItems(ctx, args.rows, SoftmaxRowCost(args),
+                      [&](focal::RowRange range) { return focal::softmax_backward_cpu(args, range); });
   }
 
-  template <typename T>
-  static absl::Status DenseForward(OpKernelContext* ctx, const T* logits, const T* labels, int64_t rows,
-                                   int64_t classes, const focal::SoftmaxFocalParams& params, T* loss,
-                                   focal::acc_t<T>* stats) {
-    ShardRows(ctx, rows, RowCost(classes, /*every_class=*/true), [&](focal::RowRange range) {
-      focal::dense_softmax_focal_forward_cpu(logits, labels, classes, range, params, loss, stats);
-      return int64_t{-1};
-    });
-    return absl::OkStatus();
-  }
-
-  template <typename T>
-  static absl::Status DenseBackward(OpKernelContext* ctx, const T* logits, const T* labels,
-                                    const focal::acc_t<T>* stats, const T* loss_grad, int64_t rows, int64_t classes,
-                                    const focal::SoftmaxFocalParams& params, T* grad) {
-    ShardRows(ctx, rows, RowCost(classes, /*every_class=*/true), [&](focal::RowRange range) {
-      focal::dense_softmax_focal_backward_cpu(logits, labels, stats, loss_grad, classes, range, params, grad);
-      return int64_t{-1};
-    });
-    return absl::OkStatus();
-  }
-
-  template <typename T>
-  static absl::Status Sigmoid(OpKernelContext* ctx, const T* logits, const T* labels, const T* loss_grad,
-                              focal::SigmoidUpstream upstream, int64_t elements, int64_t columns,
-                              const focal::SigmoidFocalParams& params, T* out) {
-    ShardRows(ctx, elements, /*cost_per_row=*/60, [&](focal::RowRange range) {
-      focal::sigmoid_focal_cpu(logits, labels, loss_grad, columns, range, params, out, upstream);
-      return int64_t{-1};
-    });
-    return absl::OkStatus();
-  }
-
-  template <typename T>
-  static absl::Status SigmoidRowSums(OpKernelContext* ctx, const T* logits, const T* labels, int64_t rows,
-                                     int64_t columns, const focal::SigmoidFocalParams& params, T* out) {
-    ShardRows(ctx, rows, /*cost_per_row=*/60 * columns + 100, [&](focal::RowRange range) {
-      focal::sigmoid_focal_row_sums_cpu(logits, labels, columns, range, params, out);
-      return int64_t{-1};
-    });
-    return absl::OkStatus();
+  template <typename Core>
+  static focal::Status Sigmoid(OpKernelContext* ctx, const focal::SigmoidArgs<Core>& args) {
+    const int64_t cost = args.sum_over_classes ? 60 * args.columns + 100 : 60;
+    return ShardItems(ctx, focal::sigmoid_work_items(args), cost,
+                      [&](focal::RowRange range) { return focal::sigmoid_cpu(args, range); });
   }
 };
 
@@ -262,199 +249,93 @@ struct CpuLaunch {
 // The raw cudaStream_t of the op's GPU stream.
 void* GpuStream(OpKernelContext* ctx) { return ctx->op_device_context()->stream()->platform_specific_handle().stream; }
 
-absl::Status FromLaunch(const std::string& error) {
-  return error.empty() ? absl::OkStatus() : absl::InternalError(error);
-}
-
 // GPU kernels: labels outside [0, C) give NaN rows (no device-to-host copy to find them).
 struct GpuLaunch {
   static constexpr bool kAlphaOnHost = false;
 
-  template <typename T, typename Label>
-  static absl::Status SparseForward(OpKernelContext* ctx, const Tensor&, const T* logits, const Label* labels,
-                                    int64_t rows, int64_t classes, const focal::SoftmaxFocalParams& params, T* loss,
-                                    focal::acc_t<T>* stats) {
-    return FromLaunch(
-        focal::sparse_softmax_focal_forward_cuda(logits, labels, rows, classes, params, loss, stats, GpuStream(ctx)));
+  template <typename Core>
+  static focal::Status SoftmaxForward(OpKernelContext* ctx, const focal::SoftmaxArgs<Core>& args) {
+    return focal::softmax_forward_cuda(args, GpuStream(ctx));
   }
 
-  template <typename T, typename Label>
-  static absl::Status SparseBackward(OpKernelContext* ctx, const Tensor&, const T* logits, const Label* labels,
-                                     const focal::acc_t<T>* stats, const T* loss_grad, int64_t rows, int64_t classes,
-                                     const focal::SoftmaxFocalParams& params, T* grad) {
-    return FromLaunch(focal::sparse_softmax_focal_backward_cuda(logits, labels, stats, loss_grad, rows, classes, params,
-                                                                grad, GpuStream(ctx)));
+  template <typename Core>
+  static focal::Status SoftmaxBackward(OpKernelContext* ctx, const focal::SoftmaxArgs<Core>& args) {
+    return focal::softmax_backward_cuda(args, GpuStream(ctx));
   }
 
-  template <typename T>
-  static absl::Status DenseForward(OpKernelContext* ctx, const T* logits, const T* labels, int64_t rows,
-                                   int64_t classes, const focal::SoftmaxFocalParams& params, T* loss,
-                                   focal::acc_t<T>* stats) {
-    return FromLaunch(
-        focal::dense_softmax_focal_forward_cuda(logits, labels, rows, classes, params, loss, stats, GpuStream(ctx)));
-  }
-
-  template <typename T>
-  static absl::Status DenseBackward(OpKernelContext* ctx, const T* logits, const T* labels,
-                                    const focal::acc_t<T>* stats, const T* loss_grad, int64_t rows, int64_t classes,
-                                    const focal::SoftmaxFocalParams& params, T* grad) {
-    return FromLaunch(focal::dense_softmax_focal_backward_cuda(logits, labels, stats, loss_grad, rows, classes, params,
-                                                               grad, GpuStream(ctx)));
-  }
-
-  template <typename T>
-  static absl::Status Sigmoid(OpKernelContext* ctx, const T* logits, const T* labels, const T* loss_grad,
-                              focal::SigmoidUpstream upstream, int64_t elements, int64_t columns,
-                              const focal::SigmoidFocalParams& params, T* out) {
-    return FromLaunch(focal::sigmoid_focal_cuda(logits, labels, loss_grad, elements, columns, params, out,
-                                                GpuStream(ctx), upstream));
-  }
-
-  template <typename T>
-  static absl::Status SigmoidRowSums(OpKernelContext* ctx, const T* logits, const T* labels, int64_t rows,
-                                     int64_t columns, const focal::SigmoidFocalParams& params, T* out) {
-    return FromLaunch(
-        focal::sigmoid_focal_row_sums_cuda(logits, labels, rows, columns, params, out, GpuStream(ctx)));
+  template <typename Core>
+  static focal::Status Sigmoid(OpKernelContext* ctx, const focal::SigmoidArgs<Core>& args) {
+    return focal::sigmoid_cuda(args, GpuStream(ctx));
   }
 };
 #endif
 
 // ---- the op kernels ---------------------------------------------------------------------------
 
-// The sparse ops' ignore_class attributes.
-class SparseSoftmaxKernel : public OpKernel {
+// A gradient op's output: the logits' buffer itself when no other op needs the logits any more
+// (TensorFlow decides; the kernels read each logit before writing its gradient), else new.
+absl::Status AllocateLogitsGrad(OpKernelContext* ctx, int logits_input, Tensor** logits_grad) {
+  return ctx->forward_input_or_allocate_output({logits_input}, 0, ctx->input(logits_input).shape(), logits_grad);
+}
+
+// The label kind of the sparse ops' Tlabels, and of dense labels (void).
+template <typename Label>
+constexpr focal::LabelKind kLabelKind =
+    sizeof(Label) == 4 ? focal::LabelKind::kSparseInt32 : focal::LabelKind::kSparseInt64;
+template <>
+constexpr focal::LabelKind kLabelKind<void> = focal::LabelKind::kDense;
+
+// The softmax forward (kBackward false) and gradient ops of logits of the core's type Core;
+// Label: the sparse labels' type, void for dense labels.
+template <typename Launch, typename Core, typename Label, bool kBackward>
+class SoftmaxFocalLossOp : public OpKernel {
  public:
-  explicit SparseSoftmaxKernel(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("ignore_class", &ignore_class_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("has_ignore_class", &has_ignore_class_));
+  using Acc = focal::acc_t<Core>;
+
+  explicit SoftmaxFocalLossOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    if constexpr (!std::is_void_v<Label>) {
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("ignore_class", &ignore_class_));
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("has_ignore_class", &has_ignore_class_));
+    }
   }
 
- protected:
+  void Compute(OpKernelContext* ctx) override {
+    TensorShape batch;
+    focal::SoftmaxArgs<Core> args;
+    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, kLabelKind<Label>, ignore_class_, has_ignore_class_, Launch::kAlphaOnHost, &batch,
+                                          &args));
+    if (kBackward) {
+      OP_REQUIRES_OK(ctx, CheckSoftmaxGradInputs<Acc>(ctx, batch));
+      Tensor* logits_grad = nullptr;
+      OP_REQUIRES_OK(ctx, AllocateLogitsGrad(ctx, kSoftmaxLogits, &logits_grad));
+      args.row_stats = const_cast<Acc*>(ctx->input(kSoftmaxRowStats).flat<Acc>().data());  // read only
+      args.loss_grad = CorePtr<Core>(ctx->input(kSoftmaxLossGrad));
+      args.logits_grad = CorePtr<Core>(logits_grad);
+      if (args.rows == 0 || args.classes == 0) return;
+      OP_REQUIRES_OK(ctx, FromCore(Launch::SoftmaxBackward(ctx, args), ctx->input(kSoftmaxLabels), args.classes));
+      return;
+    }
+    OP_REQUIRES_OK(ctx, CheckStatsDtype<Acc>(ctx->expected_output_dtype(1)));
+    Tensor* loss = nullptr;
+    Tensor* stats = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, batch, &loss));
+    TensorShape stats_shape = batch;
+    stats_shape.AddDim(focal::kSoftmaxRowStats);
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, stats_shape, &stats));
+    args.loss = CorePtr<Core>(loss);
+    args.row_stats = stats->flat<Acc>().data();
+    if (args.rows == 0) return;
+    OP_REQUIRES_OK(ctx, FromCore(Launch::SoftmaxForward(ctx, args), ctx->input(kSoftmaxLabels), args.classes));
+  }
+
+ private:
   int64_t ignore_class_ = 0;
   bool has_ignore_class_ = false;
 };
 
-// A gradient op's output: the logits' buffer itself when no other op needs the logits any more
-// (TensorFlow decides; the kernels read each logit before writing its gradient), else new.
-absl::Status AllocateLogitsGrad(OpKernelContext* ctx, Tensor** logits_grad) {
-  return ctx->forward_input_or_allocate_output({1}, 0, ctx->input(1).shape(), logits_grad);
-}
-
-// The softmax forward ops' outputs: loss [batch] and row stats [batch, 4].
-absl::Status AllocateSoftmaxOutputs(OpKernelContext* ctx, const TensorShape& batch, Tensor** loss, Tensor** stats) {
-  TF_RETURN_IF_ERROR(ctx->allocate_output(0, batch, loss));
-  TensorShape stats_shape = batch;
-  stats_shape.AddDim(focal::kSoftmaxRowStats);
-  return ctx->allocate_output(1, stats_shape, stats);
-}
-
-template <typename Launch, typename T, typename Label>
-class SparseSoftmaxFocalLossOp : public SparseSoftmaxKernel {
- public:
-  using SparseSoftmaxKernel::SparseSoftmaxKernel;
-
-  void Compute(OpKernelContext* ctx) override {
-    using Core = typename CoreType<T>::type;
-    using Acc = focal::acc_t<Core>;
-    TensorShape batch;
-    int64_t classes = 0;
-    focal::SoftmaxFocalParams params;
-    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/false, ignore_class_, has_ignore_class_,
-                                          Launch::kAlphaOnHost, std::numeric_limits<Acc>::max(), &batch, &classes, &params));
-    OP_REQUIRES_OK(ctx, CheckStatsDtype<Acc>(ctx, ctx->expected_output_dtype(1)));
-    const Tensor& labels = ctx->input(0);
-    Tensor* loss = nullptr;
-    Tensor* stats = nullptr;
-    OP_REQUIRES_OK(ctx, AllocateSoftmaxOutputs(ctx, batch, &loss, &stats));
-    const int64_t rows = batch.num_elements();
-    if (rows == 0) return;
-    OP_REQUIRES_OK(ctx, Launch::SparseForward(ctx, labels, CorePtr<T>(ctx->input(1)), labels.flat<Label>().data(), rows,
-                                              classes, params, CorePtr<T>(loss), stats->flat<Acc>().data()));
-  }
-};
-
-template <typename Launch, typename T, typename Label>
-class SparseSoftmaxFocalLossGradOp : public SparseSoftmaxKernel {
- public:
-  using SparseSoftmaxKernel::SparseSoftmaxKernel;
-
-  void Compute(OpKernelContext* ctx) override {
-    using Core = typename CoreType<T>::type;
-    using Acc = focal::acc_t<Core>;
-    TensorShape batch;
-    int64_t classes = 0;
-    focal::SoftmaxFocalParams params;
-    OP_REQUIRES_OK(ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/false, ignore_class_, has_ignore_class_,
-                                          Launch::kAlphaOnHost, std::numeric_limits<Acc>::max(), &batch, &classes, &params));
-    const Tensor& labels = ctx->input(0);
-    OP_REQUIRES_OK(ctx, CheckSoftmaxGradInputs<Acc>(ctx, batch));
-    Tensor* logits_grad = nullptr;
-    OP_REQUIRES_OK(ctx, AllocateLogitsGrad(ctx, &logits_grad));
-    const int64_t rows = batch.num_elements();
-    if (rows == 0 || classes == 0) return;
-    OP_REQUIRES_OK(ctx, Launch::SparseBackward(ctx, labels, CorePtr<T>(ctx->input(1)), labels.flat<Label>().data(),
-                                               ctx->input(6).flat<Acc>().data(), CorePtr<T>(ctx->input(7)), rows,
-                                               classes, params, CorePtr<T>(logits_grad)));
-  }
-};
-
-template <typename Launch, typename T>
-class SoftmaxFocalLossOp : public OpKernel {
- public:
-  explicit SoftmaxFocalLossOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    using Core = typename CoreType<T>::type;
-    using Acc = focal::acc_t<Core>;
-    TensorShape batch;
-    int64_t classes = 0;
-    focal::SoftmaxFocalParams params;
-    OP_REQUIRES_OK(
-        ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, Launch::kAlphaOnHost, std::numeric_limits<Acc>::max(), &batch, &classes, &params));
-    OP_REQUIRES_OK(ctx, CheckStatsDtype<Acc>(ctx, ctx->expected_output_dtype(1)));
-    Tensor* loss = nullptr;
-    Tensor* stats = nullptr;
-    OP_REQUIRES_OK(ctx, AllocateSoftmaxOutputs(ctx, batch, &loss, &stats));
-    const int64_t rows = batch.num_elements();
-    if (rows == 0) return;
-    OP_REQUIRES_OK(ctx, Launch::DenseForward(ctx, CorePtr<T>(ctx->input(1)), CorePtr<T>(ctx->input(0)), rows, classes,
-                                             params, CorePtr<T>(loss), stats->flat<Acc>().data()));
-  }
-};
-
-template <typename Launch, typename T>
-class SoftmaxFocalLossGradOp : public OpKernel {
- public:
-  explicit SoftmaxFocalLossGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    using Core = typename CoreType<T>::type;
-    using Acc = focal::acc_t<Core>;
-    TensorShape batch;
-    int64_t classes = 0;
-    focal::SoftmaxFocalParams params;
-    OP_REQUIRES_OK(
-        ctx, ReadSoftmaxInputs(ctx, /*dense_labels=*/true, 0, false, Launch::kAlphaOnHost, std::numeric_limits<Acc>::max(), &batch, &classes, &params));
-    OP_REQUIRES_OK(ctx, CheckSoftmaxGradInputs<Acc>(ctx, batch));
-    Tensor* logits_grad = nullptr;
-    OP_REQUIRES_OK(ctx, AllocateLogitsGrad(ctx, &logits_grad));
-    const int64_t rows = batch.num_elements();
-    if (rows == 0 || classes == 0) return;
-    OP_REQUIRES_OK(ctx, Launch::DenseBackward(ctx, CorePtr<T>(ctx->input(1)), CorePtr<T>(ctx->input(0)),
-                                              ctx->input(6).flat<Acc>().data(), CorePtr<T>(ctx->input(7)), rows,
-                                              classes, params, CorePtr<T>(logits_grad)));
-  }
-};
-
-std::vector<int64_t> Dims(const TensorShape& shape) {
-  std::vector<int64_t> dims;
-  for (int i = 0; i < shape.dims(); ++i) dims.push_back(shape.dim_size(i));
-  return dims;
-}
-
-// Sigmoid forward (kBackward = false) and gradient (true): elementwise over the logits, or the
-// forward summed over the last axis (sum_over_classes).
-template <typename Launch, typename T, bool kBackward>
+// Sigmoid forward (kBackward false) and gradient: elementwise over the logits, or the forward
+// summed over the last axis (sum_over_classes).
+template <typename Launch, typename Core, bool kBackward>
 class SigmoidFocalLossOp : public OpKernel {
  public:
   explicit SigmoidFocalLossOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -462,37 +343,29 @@ class SigmoidFocalLossOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    using Core = typename CoreType<T>::type;
-    int64_t columns = 1;
-    focal::SigmoidFocalParams params;
-    OP_REQUIRES_OK(ctx, ReadSigmoidInputs(ctx, Launch::kAlphaOnHost, std::numeric_limits<focal::acc_t<Core>>::max(),
-                                          &columns, &params));
-    const Tensor& logits = ctx->input(1);
-    const Core* loss_grad_ptr = nullptr;
-    focal::SigmoidUpstream upstream = focal::SigmoidUpstream::kPerElement;
+    focal::SigmoidArgs<Core> args;
+    OP_REQUIRES_OK(ctx, ReadSigmoidInputs(ctx, Launch::kAlphaOnHost, &args));
+    const Tensor& logits = ctx->input(kSigmoidLogits);
     if (kBackward) {
-      const Tensor& loss_grad = ctx->input(5);
-      const std::string error = focal::sigmoid_upstream_layout(Dims(loss_grad.shape()), Dims(logits.shape()), &upstream);
-      OP_REQUIRES(ctx, error.empty(), absl::InvalidArgumentError(error));
-      loss_grad_ptr = CorePtr<T>(loss_grad);
+      const Tensor& loss_grad = ctx->input(kSigmoidLossGrad);
+      OP_REQUIRES_OK(ctx, FromCheck(focal::sigmoid_upstream_layout(Dims(loss_grad.shape()), Dims(logits.shape()),
+                                                                   &args.upstream)));
+      args.loss_grad = CorePtr<Core>(loss_grad);
     }
     Tensor* out = nullptr;
     if (sum_over_classes_) {
-      OP_REQUIRES(ctx, logits.dims() > 0,
-                  absl::InvalidArgumentError(focal::kSumOverClassesOfScalarError));
+      OP_REQUIRES(ctx, logits.dims() > 0, absl::InvalidArgumentError(focal::kSumOverClassesOfScalarError));
       TensorShape rows_shape = logits.shape();
       rows_shape.RemoveLastDims(1);
       OP_REQUIRES_OK(ctx, ctx->allocate_output(0, rows_shape, &out));
-      if (rows_shape.num_elements() == 0) return;
-      OP_REQUIRES_OK(ctx, Launch::SigmoidRowSums(ctx, CorePtr<T>(logits), CorePtr<T>(ctx->input(0)),
-                                                 rows_shape.num_elements(), columns, params, CorePtr<T>(out)));
-      return;
+      args.sum_over_classes = true;
+    } else {
+      OP_REQUIRES_OK(ctx, kBackward ? AllocateLogitsGrad(ctx, kSigmoidLogits, &out)
+                                    : ctx->allocate_output(0, logits.shape(), &out));
     }
-    OP_REQUIRES_OK(ctx, kBackward ? AllocateLogitsGrad(ctx, &out) : ctx->allocate_output(0, logits.shape(), &out));
-    const int64_t elements = logits.NumElements();
-    if (elements == 0) return;
-    OP_REQUIRES_OK(ctx, Launch::Sigmoid(ctx, CorePtr<T>(logits), CorePtr<T>(ctx->input(0)), loss_grad_ptr, upstream,
-                                        elements, columns, params, CorePtr<T>(out)));
+    args.out = CorePtr<Core>(out);
+    if (focal::sigmoid_work_items(args) == 0) return;
+    OP_REQUIRES_OK(ctx, FromCore(Launch::Sigmoid(ctx, args), logits, 0));
   }
 
  private:
@@ -501,55 +374,46 @@ class SigmoidFocalLossOp : public OpKernel {
 
 // ---- registration -----------------------------------------------------------------------------
 // On the GPU the float64 hyper-parameter scalars stay in host memory (read by the kernel
-// class); labels, logits, alpha and the outputs live on the device.
-#define FOCAL_REGISTER_SPARSE_SOFTMAX(DEVICE, Launch, T, Label, HOST_SCALARS) \
-  REGISTER_KERNEL_BUILDER(Name("FocalOp>SparseSoftmaxFocalLoss")              \
-                              .Device(DEVICE)                                 \
-                              .TypeConstraint<T>("T")                         \
-                              .TypeConstraint<Label>("Tlabels") HOST_SCALARS, \
-                          SparseSoftmaxFocalLossOp<Launch, T, Label>);        \
-  REGISTER_KERNEL_BUILDER(Name("FocalOp>SparseSoftmaxFocalLossGrad")          \
-                              .Device(DEVICE)                                 \
-                              .TypeConstraint<T>("T")                         \
-                              .TypeConstraint<Label>("Tlabels") HOST_SCALARS, \
-                          SparseSoftmaxFocalLossGradOp<Launch, T, Label>);
+// class); labels, logits, alpha and the outputs live on the device. Every logits type of the
+// core (FOCAL_FOR_EACH_FLOAT_TYPE), as TensorFlow names it.
+#define FOCAL_REGISTER_SPARSE_SOFTMAX(DEVICE, Launch, Core, Label, HOST_SCALARS)      \
+  REGISTER_KERNEL_BUILDER(Name("FocalOp>SparseSoftmaxFocalLoss")                   \
+                              .Device(DEVICE)                                      \
+                              .TypeConstraint<TfType<Core>::type>("T")                              \
+                              .TypeConstraint<Label>("Tlabels") HOST_SCALARS,      \
+                          SoftmaxFocalLossOp<Launch, Core, Label, false>);            \
+  REGISTER_KERNEL_BUILDER(Name("FocalOp>SparseSoftmaxFocalLossGrad")               \
+                              .Device(DEVICE)                                      \
+                              .TypeConstraint<TfType<Core>::type>("T")                              \
+                              .TypeConstraint<Label>("Tlabels") HOST_SCALARS,      \
+                          SoftmaxFocalLossOp<Launch, Core, Label, true>);
 
-#define FOCAL_REGISTER_ELEMENTWISE(DEVICE, Launch, T, SOFTMAX_HOST_SCALARS, SIGMOID_HOST_SCALARS)                      \
-  REGISTER_KERNEL_BUILDER(Name("FocalOp>SoftmaxFocalLoss").Device(DEVICE).TypeConstraint<T>("T") SOFTMAX_HOST_SCALARS, \
-                          SoftmaxFocalLossOp<Launch, T>);                                                              \
+#define FOCAL_REGISTER_FOR_TYPE(DEVICE, Launch, Core, SOFTMAX_HOST_SCALARS, SIGMOID_HOST_SCALARS)                         \
+  REGISTER_KERNEL_BUILDER(Name("FocalOp>SoftmaxFocalLoss").Device(DEVICE).TypeConstraint<TfType<Core>::type>("T") SOFTMAX_HOST_SCALARS, \
+                          SoftmaxFocalLossOp<Launch, Core, void, false>);                                                 \
   REGISTER_KERNEL_BUILDER(                                                                                             \
-      Name("FocalOp>SoftmaxFocalLossGrad").Device(DEVICE).TypeConstraint<T>("T") SOFTMAX_HOST_SCALARS,                 \
-      SoftmaxFocalLossGradOp<Launch, T>);                                                                              \
-  REGISTER_KERNEL_BUILDER(Name("FocalOp>SigmoidFocalLoss").Device(DEVICE).TypeConstraint<T>("T") SIGMOID_HOST_SCALARS, \
-                          SigmoidFocalLossOp<Launch, T, false>);                                                       \
+      Name("FocalOp>SoftmaxFocalLossGrad").Device(DEVICE).TypeConstraint<TfType<Core>::type>("T") SOFTMAX_HOST_SCALARS,                 \
+      SoftmaxFocalLossOp<Launch, Core, void, true>);                                                                      \
+  REGISTER_KERNEL_BUILDER(Name("FocalOp>SigmoidFocalLoss").Device(DEVICE).TypeConstraint<TfType<Core>::type>("T") SIGMOID_HOST_SCALARS, \
+                          SigmoidFocalLossOp<Launch, Core, false>);                                                       \
   REGISTER_KERNEL_BUILDER(                                                                                             \
-      Name("FocalOp>SigmoidFocalLossGrad").Device(DEVICE).TypeConstraint<T>("T") SIGMOID_HOST_SCALARS,                 \
-      SigmoidFocalLossOp<Launch, T, true>);
+      Name("FocalOp>SigmoidFocalLossGrad").Device(DEVICE).TypeConstraint<TfType<Core>::type>("T") SIGMOID_HOST_SCALARS,                 \
+      SigmoidFocalLossOp<Launch, Core, true>);                                                                            \
+  FOCAL_REGISTER_SPARSE_SOFTMAX(DEVICE, Launch, Core, int32_t, SOFTMAX_HOST_SCALARS)                                      \
+  FOCAL_REGISTER_SPARSE_SOFTMAX(DEVICE, Launch, Core, int64_t, SOFTMAX_HOST_SCALARS)
 
 #define FOCAL_NO_HOST_MEMORY
-#define FOCAL_REGISTER_CPU(T)                                                                                    \
-  FOCAL_REGISTER_ELEMENTWISE(::tensorflow::DEVICE_CPU, CpuLaunch, T, FOCAL_NO_HOST_MEMORY, FOCAL_NO_HOST_MEMORY) \
-  FOCAL_REGISTER_SPARSE_SOFTMAX(::tensorflow::DEVICE_CPU, CpuLaunch, T, int32_t, FOCAL_NO_HOST_MEMORY)           \
-  FOCAL_REGISTER_SPARSE_SOFTMAX(::tensorflow::DEVICE_CPU, CpuLaunch, T, int64_t, FOCAL_NO_HOST_MEMORY)
-
-FOCAL_REGISTER_CPU(Eigen::half)
-FOCAL_REGISTER_CPU(Eigen::bfloat16)
-FOCAL_REGISTER_CPU(float)
-FOCAL_REGISTER_CPU(double)
+#define FOCAL_REGISTER_CPU(Core) \
+  FOCAL_REGISTER_FOR_TYPE(::tensorflow::DEVICE_CPU, CpuLaunch, Core, FOCAL_NO_HOST_MEMORY, FOCAL_NO_HOST_MEMORY)
+FOCAL_FOR_EACH_FLOAT_TYPE(FOCAL_REGISTER_CPU)
 
 #if defined(FOCAL_OP_WITH_CUDA)
 #define FOCAL_SOFTMAX_HOST_SCALARS .HostMemory("gamma").HostMemory("epsilon").HostMemory("label_smoothing")
 #define FOCAL_SIGMOID_HOST_SCALARS .HostMemory("gamma").HostMemory("label_smoothing")
-#define FOCAL_REGISTER_GPU(T)                                                                                \
-  FOCAL_REGISTER_ELEMENTWISE(::tensorflow::DEVICE_GPU, GpuLaunch, T, FOCAL_SOFTMAX_HOST_SCALARS,             \
-                             FOCAL_SIGMOID_HOST_SCALARS)                                                     \
-  FOCAL_REGISTER_SPARSE_SOFTMAX(::tensorflow::DEVICE_GPU, GpuLaunch, T, int32_t, FOCAL_SOFTMAX_HOST_SCALARS) \
-  FOCAL_REGISTER_SPARSE_SOFTMAX(::tensorflow::DEVICE_GPU, GpuLaunch, T, int64_t, FOCAL_SOFTMAX_HOST_SCALARS)
-
-FOCAL_REGISTER_GPU(Eigen::half)
-FOCAL_REGISTER_GPU(Eigen::bfloat16)
-FOCAL_REGISTER_GPU(float)
-FOCAL_REGISTER_GPU(double)
+#define FOCAL_REGISTER_GPU(Core)                                                                         \
+  FOCAL_REGISTER_FOR_TYPE(::tensorflow::DEVICE_GPU, GpuLaunch, Core, FOCAL_SOFTMAX_HOST_SCALARS, \
+                          FOCAL_SIGMOID_HOST_SCALARS)
+FOCAL_FOR_EACH_FLOAT_TYPE(FOCAL_REGISTER_GPU)
 #endif
 
 }  // namespace

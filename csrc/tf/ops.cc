@@ -6,6 +6,7 @@
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "inputs.h"
 #include "validate.h"
 
 namespace focal_tf {
@@ -15,14 +16,13 @@ using ::tensorflow::shape_inference::DimensionHandle;
 using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
 
-constexpr int kRowStats = 4;  // focal::kSoftmaxRowStats
 
-// alpha (input 2): a scalar (every class) or one weight per class; inputs first..last scalars.
+// alpha: a scalar (every class) or one weight per class; inputs first..last scalars.
 absl::Status CheckAlphaAndScalars(InferenceContext* c, DimensionHandle classes, int first_scalar, int last_scalar) {
   ShapeHandle alpha;
-  if (!c->WithRankAtMost(c->input(2), 1, &alpha).ok()) {
+  if (!c->WithRankAtMost(c->input(kSoftmaxAlpha), 1, &alpha).ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("alpha must be a scalar or a vector of length C; got shape ", c->DebugString(c->input(2))));
+        absl::StrCat("alpha must be a scalar or a vector of length C; got shape ", c->DebugString(c->input(kSoftmaxAlpha))));
   }
   if (c->RankKnown(alpha) && c->Rank(alpha) == 1) {
     DimensionHandle merged;
@@ -41,15 +41,15 @@ absl::Status CheckAlphaAndScalars(InferenceContext* c, DimensionHandle classes, 
 // logits [..., C] and labels [...]: returns the merged batch shape and the class dimension.
 absl::Status MergeSparseSoftmaxShapes(InferenceContext* c, ShapeHandle* batch, DimensionHandle* classes) {
   ShapeHandle logits;
-  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(1), 1, &logits));
+  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(kSoftmaxLogits), 1, &logits));
   TF_RETURN_IF_ERROR(c->Subshape(logits, 0, -1, batch));
   *classes = c->Dim(logits, -1);
-  if (!c->Merge(c->input(0), *batch, batch).ok()) {
+  if (!c->Merge(c->input(kSoftmaxLabels), *batch, batch).ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("labels must have the shape of logits without its last axis; got labels ",
-                     c->DebugString(c->input(0)), " and logits ", c->DebugString(c->input(1))));
+                     c->DebugString(c->input(kSoftmaxLabels)), " and logits ", c->DebugString(c->input(kSoftmaxLogits))));
   }
-  return CheckAlphaAndScalars(c, *classes, 3, 5);
+  return CheckAlphaAndScalars(c, *classes, kSoftmaxGamma, kSoftmaxLabelSmoothing);
 }
 
 absl::Status SparseSoftmaxFocalLossShape(InferenceContext* c) {
@@ -57,7 +57,7 @@ absl::Status SparseSoftmaxFocalLossShape(InferenceContext* c) {
   DimensionHandle classes;
   TF_RETURN_IF_ERROR(MergeSparseSoftmaxShapes(c, &batch, &classes));
   ShapeHandle stats;
-  TF_RETURN_IF_ERROR(c->Concatenate(batch, c->Vector(kRowStats), &stats));
+  TF_RETURN_IF_ERROR(c->Concatenate(batch, c->Vector(focal::kSoftmaxRowStats), &stats));
   c->set_output(0, batch);
   c->set_output(1, stats);
   return absl::OkStatus();
@@ -68,9 +68,9 @@ absl::Status SparseSoftmaxFocalLossGradShape(InferenceContext* c) {
   DimensionHandle classes;
   TF_RETURN_IF_ERROR(MergeSparseSoftmaxShapes(c, &batch, &classes));
   ShapeHandle stats;
-  TF_RETURN_IF_ERROR(c->Concatenate(batch, c->Vector(kRowStats), &stats));
-  TF_RETURN_IF_ERROR(c->Merge(c->input(6), stats, &stats));
-  TF_RETURN_IF_ERROR(c->Merge(c->input(7), batch, &batch));
+  TF_RETURN_IF_ERROR(c->Concatenate(batch, c->Vector(focal::kSoftmaxRowStats), &stats));
+  TF_RETURN_IF_ERROR(c->Merge(c->input(kSoftmaxRowStats), stats, &stats));
+  TF_RETURN_IF_ERROR(c->Merge(c->input(kSoftmaxLossGrad), batch, &batch));
   ShapeHandle logits_grad;
   TF_RETURN_IF_ERROR(c->Concatenate(batch, c->Vector(classes), &logits_grad));
   c->set_output(0, logits_grad);
@@ -79,20 +79,20 @@ absl::Status SparseSoftmaxFocalLossGradShape(InferenceContext* c) {
 
 // Dense softmax: labels [..., C] like logits.
 absl::Status MergeDenseSoftmaxShapes(InferenceContext* c, ShapeHandle* logits, ShapeHandle* batch) {
-  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(1), 1, logits));
-  if (!c->Merge(c->input(0), *logits, logits).ok()) {
+  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(kSoftmaxLogits), 1, logits));
+  if (!c->Merge(c->input(kSoftmaxLabels), *logits, logits).ok()) {
     return absl::InvalidArgumentError(absl::StrCat("labels must have the shape of logits; got labels ",
-                                                   c->DebugString(c->input(0)), " and logits ",
-                                                   c->DebugString(c->input(1))));
+                                                   c->DebugString(c->input(kSoftmaxLabels)), " and logits ",
+                                                   c->DebugString(c->input(kSoftmaxLogits))));
   }
-  TF_RETURN_IF_ERROR(CheckAlphaAndScalars(c, c->Dim(*logits, -1), 3, 5));
+  TF_RETURN_IF_ERROR(CheckAlphaAndScalars(c, c->Dim(*logits, -1), kSoftmaxGamma, kSoftmaxLabelSmoothing));
   return c->Subshape(*logits, 0, -1, batch);
 }
 
 absl::Status SoftmaxFocalLossShape(InferenceContext* c) {
   ShapeHandle logits, batch, stats;
   TF_RETURN_IF_ERROR(MergeDenseSoftmaxShapes(c, &logits, &batch));
-  TF_RETURN_IF_ERROR(c->Concatenate(batch, c->Vector(kRowStats), &stats));
+  TF_RETURN_IF_ERROR(c->Concatenate(batch, c->Vector(focal::kSoftmaxRowStats), &stats));
   c->set_output(0, batch);
   c->set_output(1, stats);
   return absl::OkStatus();
@@ -101,24 +101,24 @@ absl::Status SoftmaxFocalLossShape(InferenceContext* c) {
 absl::Status SoftmaxFocalLossGradShape(InferenceContext* c) {
   ShapeHandle logits, batch, stats;
   TF_RETURN_IF_ERROR(MergeDenseSoftmaxShapes(c, &logits, &batch));
-  TF_RETURN_IF_ERROR(c->Concatenate(batch, c->Vector(kRowStats), &stats));
-  TF_RETURN_IF_ERROR(c->Merge(c->input(6), stats, &stats));
-  TF_RETURN_IF_ERROR(c->Merge(c->input(7), batch, &batch));
+  TF_RETURN_IF_ERROR(c->Concatenate(batch, c->Vector(focal::kSoftmaxRowStats), &stats));
+  TF_RETURN_IF_ERROR(c->Merge(c->input(kSoftmaxRowStats), stats, &stats));
+  TF_RETURN_IF_ERROR(c->Merge(c->input(kSoftmaxLossGrad), batch, &batch));
   c->set_output(0, logits);
   return absl::OkStatus();
 }
 
 // Sigmoid: labels like logits (any rank); alpha a scalar, empty (none) or one per last-axis column.
 absl::Status MergeSigmoidShapes(InferenceContext* c, ShapeHandle* logits) {
-  if (!c->Merge(c->input(0), c->input(1), logits).ok()) {
+  if (!c->Merge(c->input(kSigmoidLabels), c->input(kSigmoidLogits), logits).ok()) {
     return absl::InvalidArgumentError(absl::StrCat("labels must have the shape of logits; got labels ",
-                                                   c->DebugString(c->input(0)), " and logits ",
-                                                   c->DebugString(c->input(1))));
+                                                   c->DebugString(c->input(kSigmoidLabels)), " and logits ",
+                                                   c->DebugString(c->input(kSigmoidLogits))));
   }
   ShapeHandle alpha;
-  if (!c->WithRankAtMost(c->input(2), 1, &alpha).ok()) {
+  if (!c->WithRankAtMost(c->input(kSigmoidAlpha), 1, &alpha).ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("alpha must be a scalar or a vector over the last axis; got shape ", c->DebugString(c->input(2))));
+        absl::StrCat("alpha must be a scalar or a vector over the last axis; got shape ", c->DebugString(c->input(kSigmoidAlpha))));
   }
   if (c->RankKnown(alpha) && c->Rank(alpha) == 1 && c->ValueKnown(c->Dim(alpha, 0)) &&
       c->Value(c->Dim(alpha, 0)) != 0 && c->RankKnown(*logits)) {
@@ -129,7 +129,7 @@ absl::Status MergeSigmoidShapes(InferenceContext* c, ShapeHandle* logits) {
                        " and logits ", c->DebugString(*logits)));
     }
   }
-  for (int i = 3; i <= 4; ++i) {
+  for (int i = kSigmoidGamma; i <= kSigmoidLabelSmoothing; ++i) {
     ShapeHandle scalar;
     TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &scalar));
   }
@@ -158,7 +158,7 @@ absl::Status SigmoidFocalLossShape(InferenceContext* c) {
 absl::Status SigmoidFocalLossGradShape(InferenceContext* c) {
   ShapeHandle logits;
   TF_RETURN_IF_ERROR(MergeSigmoidShapes(c, &logits));
-  const ShapeHandle upstream = c->input(5);
+  const ShapeHandle upstream = c->input(kSigmoidLossGrad);
   const bool scalar = c->RankKnown(upstream) && c->Rank(upstream) == 0;
   // [..., 1] against logits whose last dim is unknown: per row either way (for C = 1 the two
   // layouts coincide), so the gradient keeps the logits' last dim

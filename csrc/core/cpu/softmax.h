@@ -1,109 +1,12 @@
-// focal_cpu_kernels.inc — row and element loops of the focal losses on the CPU.
-//
-// Included once per instruction set by focal_cpu_<isa>.cc with FOCAL_CPU_ISA naming
-// the namespace; focal_cpu.cc picks one at run time. The math is focal_math.h; this
-// file only walks rows and classes, in loops the compiler vectorises.
-#include <algorithm>
-#include <cstdint>
-#include <cstring>
-#include <limits>
-#include <type_traits>
-#include <vector>
+// cpu/softmax.h — the softmax focal losses on the CPU (sparse and dense labels, forward and
+// backward): row normalisers, long rows walked in vector lanes, short rows one per vector lane,
+// and the entry points softmax_forward / softmax_backward over a SoftmaxArgs.
+#pragma once
 
-#if defined(__SSE2__)
-#include <immintrin.h>
-#endif
-
-#include "cpu_vector_math.h"
-#include "focal_cpu.h"
-
-#ifndef FOCAL_CPU_ISA
-#error "define FOCAL_CPU_ISA before including focal_cpu_kernels.inc"
-#endif
+#include "cpu/simd.h"
 
 namespace focal {
 namespace FOCAL_CPU_ISA {
-namespace {
-
-// A row is walked as a bulk of whole kLanes-wide vectors (`omp simd` loops) and a tail of
-// fewer than kLanes classes, loaded into a padded local chunk so that short rows (C = 10) are
-// vectorised too. Sums accumulate in Acc per block of kSumBlock classes and in double across
-// blocks, so a float32 row of 32000 classes keeps ~1e-7 relative accuracy.
-constexpr int kLanes = 16;
-constexpr int64_t kSumBlock = 512;
-using RowSum = double;
-
-template <typename Acc>
-Acc quiet_nan() {
-  return std::numeric_limits<Acc>::quiet_NaN();
-}
-
-// The tail z[begin, begin + count), count < kLanes, as Acc, padded with `pad`.
-template <typename T, typename Acc>
-void load_tail(const T* z, int64_t begin, int count, Acc pad, Acc (&v)[kLanes]) {
-  for (int l = 0; l < kLanes; ++l) v[l] = l < count ? load_acc(z[begin + l]) : pad;
-}
-
-// Pairwise reduction of the kLanes lanes (16 -> 8 -> 4 -> 2 -> 1, fresh arrays: no aliasing).
-template <typename V, typename Combine>
-V reduce_lanes(const V (&lanes)[kLanes], Combine combine) {
-  static_assert(kLanes == 16, "reduce_lanes is written for 16 lanes");
-  V half[8], quarter[4], eighth[2];
-  for (int l = 0; l < 8; ++l) half[l] = combine(lanes[l], lanes[l + 8]);
-  for (int l = 0; l < 4; ++l) quarter[l] = combine(half[l], half[l + 4]);
-  for (int l = 0; l < 2; ++l) eighth[l] = combine(quarter[l], quarter[l + 2]);
-  return combine(eighth[0], eighth[1]);
-}
-
-inline int64_t bulk_classes(int64_t classes) { return classes - classes % kLanes; }
-
-// Asks for classes [begin, end) of the next row (into L2) while this row's classes are computed:
-// the loads of a row's first pass otherwise wait on memory with the arithmetic units idle
-// (measured, one thread: 8192 x 1000 forward 5.9 -> 4.5 ms, 1024 x 32000 22.4 -> 20.0 ms).
-// A prefetch past the end of the array is harmless.
-template <int kLocality>  // 3: into L1, 2: into L2 (__builtin_prefetch's hint)
-void prefetch_bytes(const void* start, int64_t bytes) {
-  const char* p = static_cast<const char*>(start);
-  for (int64_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(p + offset, 0, kLocality);
-}
-
-template <typename T>
-void prefetch_next_row(const T* row, int64_t classes, int64_t begin, int64_t end) {
-  prefetch_bytes<2>(row + classes + begin, (end - begin) * static_cast<int64_t>(sizeof(T)));
-}
-
-// Max of z[0, bulk) (bulk a multiple of kLanes), NaN ignored, in four independent vectors of
-// lanes: a single running vector made each step wait on the previous one (one thread, 8192 x 1000
-// forward 4.2 -> 3.8 ms, 1024 x 32000: 17.7 -> 14.7 ms).
-template <typename T>
-acc_t<T> bulk_max(const T* z, int64_t bulk) {
-  using Acc = acc_t<T>;
-  constexpr int kWide = 4 * kLanes;
-  Acc lanes[kWide];
-  for (int l = 0; l < kWide; ++l) lanes[l] = -std::numeric_limits<Acc>::infinity();
-  int64_t c = 0;
-  for (; c + kWide <= bulk; c += kWide) {
-#pragma omp simd
-    for (int l = 0; l < kWide; ++l) {
-      const Acc v = load_acc(z[c + l]);
-      lanes[l] = v > lanes[l] ? v : lanes[l];
-    }
-  }
-  for (; c < bulk; c += kLanes) {
-#pragma omp simd
-    for (int l = 0; l < kLanes; ++l) {
-      const Acc v = load_acc(z[c + l]);
-      lanes[l] = v > lanes[l] ? v : lanes[l];
-    }
-  }
-  Acc folded[kLanes];
-  for (int l = 0; l < kLanes; ++l) {
-    const Acc a = lanes[l + kLanes] > lanes[l] ? lanes[l + kLanes] : lanes[l];
-    const Acc b = lanes[l + 3 * kLanes] > lanes[l + 2 * kLanes] ? lanes[l + 3 * kLanes] : lanes[l + 2 * kLanes];
-    folded[l] = b > a ? b : a;
-  }
-  return reduce_lanes(folded, [](Acc a, Acc b) { return b > a ? b : a; });
-}
 
 // Max, then Σ exp(z - max) over the non-maximal classes, with ties to the max counted exactly.
 // The row is read from cache the second time (a row of 32000 floats is 128 KiB).
@@ -152,40 +55,7 @@ RowNormalizer<acc_t<T>> row_normalizer_cpu(const T* z, int64_t classes) {
     sum += reduce_lanes(lane_sum, [](Acc a, Acc b) { return a + b; });
     ties += reduce_lanes(lane_ties, [](int a, int b) { return a + b; });
   }
-  return row_normalizer<ScalarMath>(max_logit, static_cast<Acc>(sum + static_cast<RowSum>(ties - 1)));
-}
-
-// Gradients of long rows in large batches are written with non-temporal stores: they bypass
-// the cache, so each line is not first read for ownership (measured here: 131 MB written in 5 ms
-// instead of 14 ms). Only float32 rows of at least kStreamMinClasses classes in shards of at
-// least kStreamMinBytes of gradient.
-constexpr int64_t kStreamMinClasses = 256;
-constexpr int64_t kStreamMinBytes = int64_t{2} << 20;
-
-inline bool stream_gradient(int64_t classes, int64_t rows, std::size_t element_size) {
-  return element_size == sizeof(float) && classes >= kStreamMinClasses &&
-         rows * classes * static_cast<int64_t>(element_size) >= kStreamMinBytes;
-}
-
-// kLanes floats to a 64-byte-aligned dst with non-temporal stores (plain stores without SSE).
-inline void stream_lanes(float* dst, const float (&src)[kLanes]) {
-#if defined(__AVX512F__)
-  _mm512_stream_ps(dst, _mm512_loadu_ps(src));
-#elif defined(__AVX__)
-  _mm256_stream_ps(dst, _mm256_loadu_ps(src));
-  _mm256_stream_ps(dst + 8, _mm256_loadu_ps(src + 8));
-#elif defined(__SSE2__)
-  for (int k = 0; k < kLanes; k += 4) _mm_stream_ps(dst + k, _mm_loadu_ps(src + k));
-#else
-  for (int k = 0; k < kLanes; ++k) dst[k] = src[k];
-#endif
-}
-
-// Orders this thread's non-temporal stores before whatever reads the gradient next.
-inline void stream_fence() {
-#if defined(__SSE2__)
-  _mm_sfence();
-#endif
+  return row_normalizer<ScalarMath>(max_logit, static_cast<Acc>(sum_others_of(sum, static_cast<RowSum>(ties))));
 }
 
 // scale · p_c of one class (p from the row's normalizer); plain exp(z - max): only the
@@ -244,26 +114,6 @@ void scaled_probabilities(const T* z, int64_t classes, const RowNormalizer<acc_t
     for (int l = 0; l < kLanes; ++l) out[l] = scaled_probability(v[l], row, scale);
     for (int l = 0; l < tail; ++l) store_from_acc(out[l], grad + bulk + l);
   }
-}
-
-}  // namespace
-
-// alpha for every class (or column) in the accumulation type: contiguous loads in the loops.
-template <typename Acc>
-std::vector<Acc> expand_alpha(const double* alpha, int64_t alpha_size, int64_t classes) {
-  std::vector<Acc> values(static_cast<size_t>(classes > 0 ? classes : 1), Acc(1));
-  for (int64_t c = 0; alpha != nullptr && c < classes; ++c) {
-    values[c] = static_cast<Acc>(alpha[alpha_size == 1 ? 0 : c]);
-  }
-  return values;
-}
-
-// alpha[0, width) repeated over `count` values: per-column weights for a run of whole rows.
-template <typename Acc>
-std::vector<Acc> repeat_alpha(const std::vector<Acc>& alpha, int64_t width, int64_t count) {
-  std::vector<Acc> repeated(static_cast<std::size_t>(count));
-  for (std::size_t j = 0; j < repeated.size(); ++j) repeated[j] = alpha[j % width];
-  return repeated;
 }
 
 // One softmax row: loss and the four row stats, for any label weights (sparse or dense).
@@ -341,167 +191,6 @@ void softmax_row_backward(const T* z, int64_t classes, const Weights& weights, c
   }
 }
 
-// Short rows (C <= kShortRow): kRowLanes rows at a time, one row per lane of a native vector
-// (RowVec, a GCC/Clang vector extension type), so the per-row work (max, Σ exp, log1p, the focal
-// term, the divisions) is vectorised too. Float accumulation only: float64 rows take the per-row
-// loops.
-constexpr int64_t kShortRow = kShortRowMaxClasses;
-#if defined(__AVX512F__)
-constexpr int kRowLanes = 16;
-#elif defined(__AVX2__)
-constexpr int kRowLanes = 8;
-#else
-constexpr int kRowLanes = 4;
-#endif
-using RowVec = FloatVector<kRowLanes>::type;
-using RowInts = FloatVector<kRowLanes>::ints;
-
-template <typename T>
-constexpr bool kHasShortRows = std::is_same_v<acc_t<T>, float>;
-
-inline RowInts lane_ids() {
-  RowInts ids;
-  for (int l = 0; l < kRowLanes; ++l) ids[l] = l;
-  return ids;
-}
-
-inline RowVec load_row_vec(const float* values) {
-  RowVec v;
-  std::memcpy(&v, values, sizeof(v));
-  return v;
-}
-
-inline void store_row_vec(const RowVec& v, float* out) { std::memcpy(out, &v, sizeof(v)); }
-
-// Lane l of the result: v[index[l]] (one permute instruction with AVX-512 and AVX2).
-inline RowVec permute_lanes(const RowVec& v, const RowInts& index) {
-#if defined(__clang__)  // no variable-index shuffle builtin
-  RowVec out;
-  for (int l = 0; l < kRowLanes; ++l) out[l] = v[index[l]];
-  return out;
-#else
-  return __builtin_shuffle(v, index);
-#endif
-}
-
-// Lane l: base[index[l]] as float (one gather where the instruction set has it).
-template <typename T>
-RowVec gather_lanes(const T* base, const RowInts& index) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) {
-    return __builtin_bit_cast(RowVec, _mm512_i32gather_ps(__builtin_bit_cast(__m512i, index), base, 4));
-  }
-#elif defined(__AVX2__)
-  if constexpr (std::is_same_v<T, float>) {
-    return __builtin_bit_cast(RowVec, _mm256_i32gather_ps(base, __builtin_bit_cast(__m256i, index), 4));
-  }
-#endif
-  RowVec v;
-  for (int l = 0; l < kRowLanes; ++l) v[l] = load_acc(base[index[l]]);
-  return v;
-}
-
-#if defined(__AVX512F__)
-// In-register transpose of a 16 x 16 float tile: afterwards rows[k] lane l is what rows[l] lane k was.
-inline void transpose_16x16(__m512 (&rows)[16]) {
-  __m512 pairs[16];
-  for (int i = 0; i < 8; ++i) {  // interleave rows 2i and 2i+1
-    pairs[2 * i] = _mm512_unpacklo_ps(rows[2 * i], rows[2 * i + 1]);
-    pairs[2 * i + 1] = _mm512_unpackhi_ps(rows[2 * i], rows[2 * i + 1]);
-  }
-  __m512 quads[16];  // quads[4i + k], 128-bit block j: column 4j + k of rows 4i .. 4i+3
-  for (int i = 0; i < 4; ++i) {
-    const __m512d a = _mm512_castps_pd(pairs[4 * i]), b = _mm512_castps_pd(pairs[4 * i + 2]);
-    const __m512d c = _mm512_castps_pd(pairs[4 * i + 1]), d = _mm512_castps_pd(pairs[4 * i + 3]);
-    quads[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
-    quads[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
-    quads[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
-    quads[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
-  }
-  for (int k = 0; k < 4; ++k) {  // a 4 x 4 transpose of 128-bit blocks
-    const __m512 low01 = _mm512_shuffle_f32x4(quads[k], quads[4 + k], 0x44);
-    const __m512 high01 = _mm512_shuffle_f32x4(quads[k], quads[4 + k], 0xEE);
-    const __m512 low23 = _mm512_shuffle_f32x4(quads[8 + k], quads[12 + k], 0x44);
-    const __m512 high23 = _mm512_shuffle_f32x4(quads[8 + k], quads[12 + k], 0xEE);
-    rows[k] = _mm512_shuffle_f32x4(low01, low23, 0x88);
-    rows[4 + k] = _mm512_shuffle_f32x4(low01, low23, 0xDD);
-    rows[8 + k] = _mm512_shuffle_f32x4(high01, high23, 0x88);
-    rows[12 + k] = _mm512_shuffle_f32x4(high01, high23, 0xDD);
-  }
-}
-#endif
-
-// The first `classes` columns of kRowLanes consecutive rows of `classes` values (row-major from
-// `rows`), one row per lane: columns[c] lane l = rows[l · classes + c]. With AVX-512 and float
-// values, 16-column tiles by masked row loads and an in-register transpose (measured 65536 x 10
-// sparse forward, one thread: 0.69 -> 0.57 ms; vgatherdps is slow on some CPUs); else gathers.
-template <typename T>
-void load_columns(const T* rows, int64_t classes, RowVec* columns) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) {
-    for (int64_t first = 0; first < classes; first += 16) {
-      const int count = static_cast<int>(std::min<int64_t>(16, classes - first));
-      const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1u);
-      __m512 tile[16];
-      for (int l = 0; l < 16; ++l) tile[l] = _mm512_maskz_loadu_ps(mask, rows + l * classes + first);
-      transpose_16x16(tile);
-      for (int k = 0; k < count; ++k) columns[first + k] = __builtin_bit_cast(RowVec, tile[k]);
-    }
-    return;
-  }
-#endif
-  const RowInts row_starts = lane_ids() * static_cast<int32_t>(classes);
-  for (int64_t c = 0; c < classes; ++c) columns[c] = gather_lanes(rows, row_starts + static_cast<int32_t>(c));
-}
-
-// The inverse of load_columns: rows[l · classes + c] = columns[c] lane l.
-template <typename T>
-void store_columns(const RowVec* columns, int64_t classes, T* rows) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) {
-    for (int64_t first = 0; first < classes; first += 16) {
-      const int count = static_cast<int>(std::min<int64_t>(16, classes - first));
-      const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1u);
-      __m512 tile[16];
-      for (int k = 0; k < 16; ++k) {
-        tile[k] = k < count ? __builtin_bit_cast(__m512, columns[first + k]) : _mm512_setzero_ps();
-      }
-      transpose_16x16(tile);
-      for (int l = 0; l < 16; ++l) _mm512_mask_storeu_ps(rows + l * classes + first, mask, tile[l]);
-    }
-    return;
-  }
-#endif
-  for (int64_t c = 0; c < classes; ++c) {
-    for (int l = 0; l < kRowLanes; ++l) store_from_acc(columns[c][l], rows + l * classes + c);
-  }
-}
-
-// Asks for the block of short rows kPrefetchBlocks blocks after `block` (kRowLanes · C values):
-// the hardware prefetcher alone leaves these loops waiting on memory (measured: 262144 x 21
-// forward 4.6 -> 3.5 ms, one thread). A prefetch past the end of the array is harmless.
-constexpr int kPrefetchBlocks = 4;
-template <typename T>
-void prefetch_block_ahead(const T* block, int64_t classes) {
-  const int64_t values = kRowLanes * classes;
-  prefetch_bytes<3>(block + kPrefetchBlocks * values, values * static_cast<int64_t>(sizeof(T)));
-}
-
-// kRowLanes consecutive values of any element type as floats, and back.
-template <typename T>
-RowVec load_lanes(const T* values) {
-  if constexpr (std::is_same_v<T, float>) return load_row_vec(values);
-  RowVec v;
-  for (int l = 0; l < kRowLanes; ++l) v[l] = load_acc(values[l]);
-  return v;
-}
-
-template <typename T>
-void store_lanes(const RowVec& v, T* out) {
-  if constexpr (std::is_same_v<T, float>) return store_row_vec(v, out);
-  for (int l = 0; l < kRowLanes; ++l) store_from_acc(v[l], out + l);
-}
-
 // The row stats of kRowLanes rows ([rows, kSoftmaxRowStats] floats), one row per lane, and back.
 inline SoftmaxRowStats<RowVec> load_short_row_stats(const float* stats) {
   SoftmaxRowStats<RowVec> v;
@@ -547,7 +236,7 @@ void load_short_row_block(const T* rows, int64_t classes, ShortRowBlock& block) 
     ties -= tie;
   }
   block.max_logit = max_v;
-  block.sum_others = sum + __builtin_convertvector(ties - 1, RowVec);
+  block.sum_others = sum_others_of(sum, __builtin_convertvector(ties, RowVec));
 }
 
 // For the flat walk over a block of kRowLanes short rows (kRowLanes · C contiguous values, i.e.
@@ -662,19 +351,6 @@ SparseShortBlock sparse_short_block(const Label* labels, int64_t first, int64_t 
   block.targets.weight = splat<RowVec>(1);
   return block;
 }
-
-// Up to kRowLanes rows of `width` values copied into a whole block, zeros after them. A block
-// that is partial (the last rows of a range) or holds rows that are not computed runs the same
-// vector code on this copy as a full block in place, so a row's results are the same bits
-// wherever it sits in the batch and however the batch is split over threads.
-template <typename T>
-struct PaddedRows {
-  T values[kRowLanes * kShortRow];
-  PaddedRows(const T* rows, int64_t count, int64_t width) {
-    std::memset(values, 0, sizeof(values));
-    if (count * width > 0) std::memcpy(values, rows, static_cast<std::size_t>(count * width) * sizeof(T));
-  }
-};
 
 template <typename T>
 void fill_softmax_row_forward(RowKind kind, T* loss, acc_t<T>* stats) {
@@ -1047,240 +723,42 @@ void dense_softmax_focal_backward(const T* logits, const T* labels, const acc_t<
   });
 }
 
-// Sigmoid over elements [begin, end): alpha per element from alpha_row[i] (kPerColumn) or one
-// shared value. kMode: kSigmoidForward writes the loss; kSigmoidBackward writes loss_grad[i] · d
-// loss / dx, kSigmoidBackwardConstant upstream · d loss / dx; kSigmoidSum writes nothing and
-// returns Σ loss (in Acc lanes: callers keep segments to kSumBlock elements). Out: T, or the
-// accumulation type for the row sums' buffer. Compile-time flags keep every loop free of
-// conditional loads, so it vectorises.
-constexpr int kSigmoidForward = 0;
-constexpr int kSigmoidBackward = 1;
-constexpr int kSigmoidBackwardConstant = 2;
-constexpr int kSigmoidSum = 3;
-
-template <typename VecMath, bool kPerColumn, bool kHasAlpha, int kMode, typename T, typename Out = T>
-acc_t<T> sigmoid_segment(const T* logits, const T* labels, const T* loss_grad, acc_t<T> upstream, int64_t begin,
-                         int64_t end, const acc_t<T>* alpha_row, acc_t<T> shared_alpha, acc_t<T> gamma,
-                         acc_t<T> smoothing, Out* out) {
-  using Acc = acc_t<T>;
-  const auto term_at = [&](int64_t i) {
-    const Acc y = smooth_binary_label(load_acc(labels[i]), smoothing);
-    const Acc a = kPerColumn ? alpha_row[i] : shared_alpha;
-    return sigmoid_focal<VecMath>(load_acc(logits[i]), y, kHasAlpha, a, gamma);
-  };
-  Acc loss_sum = 0;
-  for (int64_t block = begin; block < end; block += kSumBlock) {
-    const int64_t block_end = std::min(end, block + kSumBlock);
-    if constexpr (kMode == kSigmoidSum) {
-#pragma omp simd reduction(+ : loss_sum)
-      for (int64_t i = block; i < block_end; ++i) loss_sum += term_at(i).loss;
-    } else {
-      // plain stores: non-temporal ones (as for long softmax gradients) made this loop 1.5-1.8x
-      // slower at 8192 x 1000 (measured)
-#pragma omp simd
-      for (int64_t i = block; i < block_end; ++i) {
-        const SigmoidFocalTerm<Acc> term = term_at(i);
-        const Acc value = kMode == kSigmoidForward    ? term.loss
-                          : kMode == kSigmoidBackward ? load_acc(loss_grad[i]) * term.dloss_dx
-                                                      : upstream * term.dloss_dx;
-        store_from_acc(value, out + i);
-      }
-    }
-  }
-  return loss_sum;
-}
-
-// Calls body(math, per_column, has_alpha) with the sigmoid's compile-time choices for params:
-// γ fixed where it is 0, 1 or 2, alpha per column, one shared alpha, or none.
-template <typename Body>
-void with_sigmoid_choices(const SigmoidFocalParams& params, Body&& body) {
-  const bool has_alpha = sigmoid_has_alpha(params);
-  const bool per_column = has_alpha && params.alpha_size > 1;
-  with_fixed_vector_math(params.gamma, 0.0, [&](auto math) {
-    if (per_column) return body(math, std::true_type{}, std::true_type{});
-    if (has_alpha) return body(math, std::false_type{}, std::true_type{});
-    return body(math, std::false_type{}, std::false_type{});
-  });
-}
-
-// Short sigmoid rows (width <= kShortRow) with alpha per column or the upstream gradient per row:
-// chunks of kSigmoidChunk elements, alpha repeated over the chunk and the per-row upstream values
-// spread to one per element, so each chunk is one vectorised loop (row by row, a row of 10 would
-// leave only a scalar remainder). Values as with row segments, bit for bit.
-constexpr int64_t kSigmoidChunk = 2048;
-
-template <typename VecMath, bool kPerColumn, bool kHasAlpha, int kMode, typename T>
-void sigmoid_short_rows(const T* logits, const T* labels, const T* loss_grad, SigmoidUpstream upstream, int64_t width,
-                        RowRange elements, const std::vector<acc_t<T>>& alpha, acc_t<T> shared_upstream,
-                        acc_t<T> gamma, acc_t<T> smoothing, T* out) {
-  using Acc = acc_t<T>;
-  const std::vector<Acc> tiled_alpha = repeat_alpha(alpha, width, kSigmoidChunk + width);
-  T spread[kSigmoidChunk];
-  const bool per_row = kMode == kSigmoidBackwardConstant && upstream == SigmoidUpstream::kPerRow;
-  for (int64_t begin = elements.begin; begin < elements.end;) {
-    const int64_t count = std::min(elements.end - begin, kSigmoidChunk);
-    const Acc* alpha_row = tiled_alpha.data() + begin % width;
-    if (per_row) {
-      int64_t row = begin / width;
-      for (int64_t j = 0, left = width - begin % width; j < count; j += left, left = width, ++row) {
-        const int64_t n = std::min(left, count - j);
-        for (int64_t k = 0; k < n; ++k) spread[j + k] = loss_grad[row];
-      }
-      sigmoid_segment<VecMath, kPerColumn, kHasAlpha, kSigmoidBackward, T>(logits + begin, labels + begin, spread,
-                                                                           Acc(1), 0, count, alpha_row, alpha[0],
-                                                                           gamma, smoothing, out + begin);
-    } else {
-      const T* element_upstream = kMode == kSigmoidBackward ? loss_grad + begin : nullptr;
-      sigmoid_segment<VecMath, kPerColumn, kHasAlpha, kMode, T>(logits + begin, labels + begin, element_upstream,
-                                                                shared_upstream, 0, count, alpha_row, alpha[0], gamma,
-                                                                smoothing, out + begin);
-    }
-    begin += count;
-  }
-}
-
-// Sigmoid: elements [elements.begin, elements.end) of a [rows, columns] array; alpha indexes
-// the column. loss_grad == nullptr: forward (writes loss); otherwise backward (writes grad),
-// with loss_grad laid out as `upstream` says.
+// The entry points of this instruction set's kernel table (cpu/kernel_table.h).
 template <typename T>
-void sigmoid_focal_elements(const T* logits, const T* labels, const T* loss_grad, int64_t columns, RowRange elements,
-                            const SigmoidFocalParams& params, T* out, SigmoidUpstream upstream) {
-  using Acc = acc_t<T>;
-  if (elements.begin >= elements.end) return;  // reads nothing, not even a shared upstream value
-  const Acc gamma = static_cast<Acc>(params.gamma);
-  const Acc smoothing = static_cast<Acc>(params.label_smoothing);
-  const int64_t width = columns > 0 ? columns : 1;
-  const std::vector<Acc> alpha = expand_alpha<Acc>(params.alpha, params.alpha_size, width);
-  const bool backward = loss_grad != nullptr;
-  const int mode = !backward                                       ? kSigmoidForward
-                   : upstream == SigmoidUpstream::kPerElement ? kSigmoidBackward
-                                                                    : kSigmoidBackwardConstant;
-  with_sigmoid_choices(params, [&](auto math, auto per_column_flag, auto has_alpha_flag) {
-    using M = decltype(math);
-    constexpr bool kPerColumn = decltype(per_column_flag)::value;
-    const auto run = [&](auto mode_flag) {
-      constexpr int kMode = decltype(mode_flag)::value;
-      const auto segment = sigmoid_segment<M, kPerColumn, decltype(has_alpha_flag)::value, kMode, T>;
-      // the upstream gradient shared by a segment starting at `element` (one per row or one for all)
-      const auto upstream_constant = [&](int64_t element) {
-        return kMode == kSigmoidBackwardConstant ? load_acc(loss_grad[sigmoid_upstream_index(element, width, upstream)])
-                                                 : Acc(1);
-      };
-      if (!kPerColumn && upstream != SigmoidUpstream::kPerRow) {  // one flat pass
-        const Acc constant = upstream_constant(elements.begin);
-        segment(logits, labels, loss_grad, constant, elements.begin, elements.end, nullptr, alpha[0], gamma,
-                smoothing, out);
-        return;
-      }
-      if (width <= kShortRow) {  // short rows: chunks of whole vectors, see sigmoid_short_rows
-        sigmoid_short_rows<M, kPerColumn, decltype(has_alpha_flag)::value, kMode>(
-            logits, labels, loss_grad, upstream, width, elements, alpha, upstream_constant(elements.begin), gamma,
-            smoothing, out);
-        return;
-      }
-      // row segments: alpha per column, or the upstream gradient per row, without a division per
-      // element
-      for (int64_t begin = elements.begin; begin < elements.end;) {
-        const int64_t column0 = begin % width;
-        const int64_t end = std::min(elements.end, begin + (width - column0));
-        const Acc constant = upstream_constant(begin);
-        segment(logits, labels, loss_grad, constant, begin, end, alpha.data() + column0 - begin, alpha[0], gamma,
-                smoothing, out);
-        begin = end;
-      }
-    };
-    if (mode == kSigmoidForward) return run(std::integral_constant<int, kSigmoidForward>{});
-    if (mode == kSigmoidBackward) return run(std::integral_constant<int, kSigmoidBackward>{});
-    return run(std::integral_constant<int, kSigmoidBackwardConstant>{});
-  });
-}
-
-// Σ values[0, n) of a short row, added in order from 0: the lane sums of the block loop below
-// give the same bits.
-template <typename Acc>
-Acc sum_in_order(const Acc* values, int64_t n) {
-  Acc total = 0;
-  for (int64_t i = 0; i < n; ++i) total += values[i];
-  return total;
-}
-
-// Sigmoid loss summed over each row [rows.begin, rows.end) of [rows, columns]: out[r], without
-// storing the elementwise loss. Rows longer than kShortRow are summed in registers, kSumBlock
-// elements at a time; short rows a chunk of whole rows at a time: the elementwise loop writes
-// their losses into a small buffer, summed from the cache kRowLanes rows per vector.
-template <typename T>
-void sigmoid_focal_row_sums(const T* logits, const T* labels, int64_t columns, RowRange rows,
-                            const SigmoidFocalParams& params, T* out) {
-  using Acc = acc_t<T>;
-  if (columns <= 0) {
-    for (int64_t r = rows.begin; r < rows.end; ++r) store_from_acc(Acc(0), out + r);
-    return;
+Status softmax_forward(const SoftmaxArgs<T>& a, RowRange rows) {
+  switch (a.label_kind) {
+    case LabelKind::kSparseInt32:
+      return label_out_of_range_at(sparse_softmax_focal_forward(a.logits, static_cast<const int32_t*>(a.labels),
+                                                                a.classes, rows, a.params, a.loss, a.row_stats));
+    case LabelKind::kSparseInt64:
+      return label_out_of_range_at(sparse_softmax_focal_forward(a.logits, static_cast<const int64_t*>(a.labels),
+                                                                a.classes, rows, a.params, a.loss, a.row_stats));
+    case LabelKind::kDense:
+      dense_softmax_focal_forward(a.logits, static_cast<const T*>(a.labels), a.classes, rows, a.params, a.loss,
+                                  a.row_stats);
+      break;
   }
-  const Acc gamma = static_cast<Acc>(params.gamma);
-  const Acc smoothing = static_cast<Acc>(params.label_smoothing);
-  const std::vector<Acc> row_alpha = expand_alpha<Acc>(params.alpha, params.alpha_size, columns);
-  const bool short_rows = columns <= kShortRow;
-  // whole short rows per chunk, and alpha repeated over them
-  const int64_t chunk_rows = short_rows ? kSigmoidChunk / columns : 0;
-  const std::vector<Acc> chunk_alpha = repeat_alpha(row_alpha, columns, chunk_rows * columns);
-  with_sigmoid_choices(params, [&](auto math, auto per_column_flag, auto has_alpha_flag) {
-    using M = decltype(math);
-    constexpr bool kPerColumn = decltype(per_column_flag)::value;
-    constexpr bool kHasAlpha = decltype(has_alpha_flag)::value;
-    if (!short_rows) {
-      const auto block_sum = sigmoid_segment<M, kPerColumn, kHasAlpha, kSigmoidSum, T>;
-      for (int64_t r = rows.begin; r < rows.end; ++r) {
-        const T* z = logits + r * columns;
-        const T* y = labels + r * columns;
-        RowSum sum = 0;
-        for (int64_t c = 0; c < columns; c += kSumBlock) {
-          sum += block_sum(z, y, nullptr, Acc(1), c, std::min(columns, c + kSumBlock), row_alpha.data(), row_alpha[0],
-                           gamma, smoothing, static_cast<T*>(nullptr));
-        }
-        store_from_acc(static_cast<Acc>(sum), out + r);
-      }
-      return;
-    }
-    const auto segment = sigmoid_segment<M, kPerColumn, kHasAlpha, kSigmoidForward, T, Acc>;
-    Acc buffer[kSigmoidChunk];
-    for (int64_t r0 = rows.begin; r0 < rows.end; r0 += chunk_rows) {
-      const int64_t r1 = std::min(rows.end, r0 + chunk_rows);
-      const int64_t begin = r0 * columns;
-      segment(logits + begin, labels + begin, nullptr, Acc(1), 0, (r1 - r0) * columns, chunk_alpha.data(),
-              row_alpha[0], gamma, smoothing, buffer);
-      int64_t r = r0;
-      if constexpr (kHasShortRows<T>) {  // kRowLanes rows per vector: one column at a time
-        for (; r + kRowLanes <= r1; r += kRowLanes) {
-          RowVec block_columns[kShortRow];
-          load_columns(buffer + (r - r0) * columns, columns, block_columns);
-          RowVec sums{};
-          for (int64_t c = 0; c < columns; ++c) sums += block_columns[c];
-          store_lanes(sums, out + r);
-        }
-      }
-      for (; r < r1; ++r) store_from_acc(sum_in_order(buffer + (r - r0) * columns, columns), out + r);
-    }
-  });
+  return {};
 }
 
-#define FOCAL_INSTANTIATE_SPARSE_SOFTMAX(T, Label)                                                                     \
-  template int64_t sparse_softmax_focal_forward<T, Label>(const T*, const Label*, int64_t, RowRange,                   \
-                                                          const SoftmaxFocalParams&, T*, acc_t<T>*);                   \
-  template int64_t sparse_softmax_focal_backward<T, Label>(const T*, const Label*, const acc_t<T>*, const T*, int64_t, \
-                                                           RowRange, const SoftmaxFocalParams&, T*);
-FOCAL_FOR_EACH_TYPE(FOCAL_INSTANTIATE_SPARSE_SOFTMAX)
-#undef FOCAL_INSTANTIATE_SPARSE_SOFTMAX
-
-#define FOCAL_INSTANTIATE_ELEMENTWISE(T)                                                                              \
-  template void dense_softmax_focal_forward<T>(const T*, const T*, int64_t, RowRange, const SoftmaxFocalParams&, T*,  \
-                                               acc_t<T>*);                                                            \
-  template void dense_softmax_focal_backward<T>(const T*, const T*, const acc_t<T>*, const T*, int64_t, RowRange,     \
-                                                const SoftmaxFocalParams&, T*);                                       \
-  template void sigmoid_focal_elements<T>(const T*, const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, \
-                                          T*, SigmoidUpstream);                                                      \
-  template void sigmoid_focal_row_sums<T>(const T*, const T*, int64_t, RowRange, const SigmoidFocalParams&, T*);
-FOCAL_FOR_EACH_FLOAT_TYPE(FOCAL_INSTANTIATE_ELEMENTWISE)
-#undef FOCAL_INSTANTIATE_ELEMENTWISE
+template <typename T>
+Status softmax_backward(const SoftmaxArgs<T>& a, RowRange rows) {
+  switch (a.label_kind) {
+    case LabelKind::kSparseInt32:
+      return label_out_of_range_at(sparse_softmax_focal_backward(a.logits, static_cast<const int32_t*>(a.labels),
+                                                                 a.row_stats, a.loss_grad, a.classes, rows, a.params,
+                                                                 a.logits_grad));
+    case LabelKind::kSparseInt64:
+      return label_out_of_range_at(sparse_softmax_focal_backward(a.logits, static_cast<const int64_t*>(a.labels),
+                                                                 a.row_stats, a.loss_grad, a.classes, rows, a.params,
+                                                                 a.logits_grad));
+    case LabelKind::kDense:
+      dense_softmax_focal_backward(a.logits, static_cast<const T*>(a.labels), a.row_stats, a.loss_grad, a.classes,
+                                   rows, a.params, a.logits_grad);
+      break;
+  }
+  return {};
+}
 
 }  // namespace FOCAL_CPU_ISA
 }  // namespace focal
