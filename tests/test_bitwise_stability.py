@@ -19,6 +19,7 @@ print(json.dumps({"isa": core.cpu_isa(), "digests": bitwise_cases.digests(core)}
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
 def test_outputs_keep_their_recorded_bits(isa):
     path = bitwise_cases.data_path(isa)

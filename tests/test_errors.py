@@ -133,6 +133,7 @@ RAW_OP_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_raw_op_misuse_raises_in_a_subprocess():
     result = subprocess.run([sys.executable, "-c", RAW_OP_SCRIPT], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -176,6 +177,7 @@ ISA_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_every_cpu_instruction_set_gives_the_same_result(tmp_path):
     """Each instruction set's kernels (generic: 4 short rows per vector, avx2: 8, avx512: 16) against
     the float64 reference and against each other."""
@@ -225,6 +227,7 @@ GUARD_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_tensorflow_version_mismatch_is_one_clear_error(tmp_path):
     """A copy of the installed package that claims another TensorFlow: the import warns with one
     sentence and loads nothing native; the first op use raises it; the reference still works."""
@@ -265,6 +268,7 @@ SAVED_MODEL_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_loading_a_saved_model_without_import_names_the_missing_op(tmp_path):
     """What the README documents: without `import focal_op` the loader cannot find the op."""
     class Module(tf.Module):

@@ -112,6 +112,7 @@ MODEL_SAVE_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_keras_model_save_and_load_in_a_fresh_process(tmp_path):
     path = str(tmp_path / "model.keras")
     values = []

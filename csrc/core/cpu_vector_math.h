@@ -156,8 +156,8 @@ struct VectorMath {
   static constexpr bool kSelects = true;
   static constexpr int kFixedGamma = -2;
   static constexpr bool kMayClip = true;
-  // exp(x) for x <= 0 or NaN (the sigmoid's exp(-|x|)): without the upper clamp the sigmoid loops
-  // run 6-7% faster (measured, one thread, 8192 x 1000 forward and backward), same values.
+  // exp(x) for x <= 0 or NaN (the sigmoid's exp(-|x|)): no upper clamp, so the sigmoid loops
+  // save its instructions (same values).
   template <typename Acc>
   FOCAL_HD static Acc exp_nonpositive(Acc x) {
     return focal::exp_nonpositive(x);

@@ -218,8 +218,7 @@ def total_sum_rows(logits: tf.Tensor, alpha: tf.Tensor):
     The elementwise loss depends on the column only through a per-column alpha, so with None or a
     float for alpha a total may be summed over any rows of the flattened elements. Rows of 2048
     run the long-row loop without a tail, while rows of C <= 32 pay for a transposition in the
-    short-row sums (one thread, 65536 x 10: 0.67 ms as [65536, 10], 0.51-0.59 ms as [320, 2048]; 8192 x 1000:
-    7.0 -> 6.5 ms as [4000, 2048]). Only float32 and float64: a 16-bit row sum of 2048 losses could
+    short-row sums (docs/performance.md). Only float32 and float64: a 16-bit row sum of 2048 losses could
     overflow. The element count must be static, a multiple of a width, with >= 16 rows to share.
     """
     shared_alpha = alpha.shape.rank == 0 or alpha.shape.as_list() == [0]  # a float, or None

@@ -37,7 +37,7 @@ acc_t<T> sigmoid_segment(const T* logits, const T* labels, const T* loss_grad, a
       for (int64_t i = block; i < block_end; ++i) loss_sum += term_at(i).loss;
     } else {
       // plain stores: non-temporal ones (as for long softmax gradients) made this loop 1.5-1.8x
-      // slower at 8192 x 1000 (measured)
+      // slower at 8192 x 1000 (bench/RESULTS.md)
 #pragma omp simd
       for (int64_t i = block; i < block_end; ++i) {
         const SigmoidFocalTerm<Acc> term = term_at(i);

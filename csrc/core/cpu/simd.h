@@ -60,9 +60,8 @@ V reduce_lanes(const V (&lanes)[kLanes], Combine combine) {
 inline int64_t bulk_classes(int64_t classes) { return classes - classes % kLanes; }
 
 // Asks for classes [begin, end) of the next row (into L2) while this row's classes are computed:
-// the loads of a row's first pass otherwise wait on memory with the arithmetic units idle
-// (measured, one thread: 8192 x 1000 forward 5.9 -> 4.5 ms, 1024 x 32000 22.4 -> 20.0 ms).
-// A prefetch past the end of the array is harmless.
+// the loads of a row's first pass otherwise wait on memory with the arithmetic units idle. A
+// prefetch past the end of the array is harmless.
 template <int kLocality>  // 3: into L1, 2: into L2 (__builtin_prefetch's hint)
 void prefetch_bytes(const void* start, int64_t bytes) {
   const char* p = static_cast<const char*>(start);
@@ -75,8 +74,7 @@ void prefetch_next_row(const T* row, int64_t classes, int64_t begin, int64_t end
 }
 
 // Max of z[0, bulk) (bulk a multiple of kLanes), NaN ignored, in four independent vectors of
-// lanes: a single running vector made each step wait on the previous one (one thread, 8192 x 1000
-// forward 4.2 -> 3.8 ms, 1024 x 32000: 17.7 -> 14.7 ms).
+// lanes: with a single running vector each step would wait on the previous one.
 template <typename T>
 acc_t<T> bulk_max(const T* z, int64_t bulk) {
   using Acc = acc_t<T>;
@@ -109,9 +107,8 @@ acc_t<T> bulk_max(const T* z, int64_t bulk) {
 
 
 // Gradients of long rows in large batches are written with non-temporal stores: they bypass
-// the cache, so each line is not first read for ownership (measured here: 131 MB written in 5 ms
-// instead of 14 ms). Only float32 rows of at least kStreamMinClasses classes in shards of at
-// least kStreamMinBytes of gradient.
+// the cache, so each line is not first read for ownership. Only float32 rows of at least
+// kStreamMinClasses classes in shards of at least kStreamMinBytes of gradient.
 constexpr int64_t kStreamMinClasses = 256;
 constexpr int64_t kStreamMinBytes = int64_t{2} << 20;
 
@@ -251,8 +248,8 @@ inline void transpose_16x16(__m512 (&rows)[16]) {
 
 // The first `classes` columns of kRowLanes consecutive rows of `classes` values (row-major from
 // `rows`), one row per lane: columns[c] lane l = rows[l · classes + c]. With AVX-512 and float
-// values, 16-column tiles by masked row loads and an in-register transpose (measured 65536 x 10
-// sparse forward, one thread: 0.69 -> 0.57 ms; vgatherdps is slow on some CPUs); else gathers.
+// values, 16-column tiles by masked row loads and an in-register transpose (vgatherdps is slow on
+// some CPUs); else gathers.
 template <typename T>
 void load_columns(const T* rows, int64_t classes, RowVec* columns) {
 #if defined(__AVX512F__)
@@ -296,8 +293,8 @@ void store_columns(const RowVec* columns, int64_t classes, T* rows) {
 }
 
 // Asks for the block of short rows kPrefetchBlocks blocks after `block` (kRowLanes · C values):
-// the hardware prefetcher alone leaves these loops waiting on memory (measured: 262144 x 21
-// forward 4.6 -> 3.5 ms, one thread). A prefetch past the end of the array is harmless.
+// the hardware prefetcher alone leaves these loops waiting on memory. A prefetch past the end of
+// the array is harmless.
 constexpr int kPrefetchBlocks = 4;
 template <typename T>
 void prefetch_block_ahead(const T* block, int64_t classes) {
