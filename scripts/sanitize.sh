@@ -19,15 +19,15 @@ compile() {  # source, extra flags...
 }
 isas=(generic)
 if [[ "$(uname -m)" == x86_64 ]]; then
-  compile csrc/core/focal_cpu.cc -DFOCAL_OP_X86_DISPATCH
-  compile csrc/core/focal_cpu_avx2.cc -march=x86-64-v3
-  compile csrc/core/focal_cpu_avx512.cc -march=x86-64-v4 -mprefer-vector-width=512
+  compile csrc/core/cpu/dispatch.cc -DFOCAL_OP_X86_DISPATCH
+  compile csrc/core/cpu/kernels_avx2.cc -march=x86-64-v3
+  compile csrc/core/cpu/kernels_avx512.cc -march=x86-64-v4 -mprefer-vector-width=512
   grep -q avx2 /proc/cpuinfo && isas+=(avx2)
   grep -q avx512f /proc/cpuinfo && isas+=(best)
 else
-  compile csrc/core/focal_cpu.cc
+  compile csrc/core/cpu/dispatch.cc
 fi
-compile csrc/core/focal_cpu_generic.cc
+compile csrc/core/cpu/kernels_generic.cc
 compile tests/sanitize/harness.cc
 wait
 "$CXX" "${flags[@]}" "${objects[@]}" -o "$out/harness"

@@ -239,13 +239,13 @@ def test_unknown_dims_and_empty_inputs(rng):
     [
         (lambda: focal_op.sigmoid_focal_loss(np.zeros((2, 3)), np.zeros((2, 3)), gamma=-1.0), ValueError, "gamma"),
         (lambda: focal_op.sigmoid_focal_loss(np.zeros((2, 3)), np.zeros((2, 3)), alpha=[0.1, 0.2]), ValueError,
-         "one value per column"),
+         r"alpha must be a scalar or a vector over the last axis \(length 3\); got length 2"),
         (lambda: focal_op.sigmoid_focal_loss(np.zeros((2, 2)), np.zeros((2, 3))), ValueError, "shape of logits"),
         (lambda: focal_op.sigmoid_focal_loss(np.zeros((2, 3)), np.zeros((2, 3)), label_smoothing=2.0), ValueError,
          "label_smoothing"),
         (lambda: focal_op.softmax_focal_loss(np.zeros((2, 2)), np.zeros((2, 3))), ValueError, "shape of logits"),
         (lambda: focal_op.softmax_focal_loss(np.zeros((2, 3)), np.zeros((2, 3)), alpha=[1.0]), ValueError,
-         "one weight per class"),
+         r"alpha must be a scalar or a vector of length C = 3; got length 1"),
         (lambda: focal_op.softmax_focal_loss(np.zeros((2, 3)), np.zeros((2, 3)), epsilon=0.7), ValueError, "epsilon"),
     ],
 )

@@ -267,14 +267,14 @@ def test_argument_types_and_ranges(fn):
         with pytest.raises(TypeError, match="alpha"):
             fn(LABELS, LOGITS, alpha=bad)
     for bad in (-0.1, [0.5, -1.0, 0.5, 0.5], np.array([0.5, 0.5, np.nan, 0.5])):
-        with pytest.raises(ValueError, match="alpha must be finite and >= 0"):
+        with pytest.raises(ValueError, match=r"alpha must be in \[0, "):
             fn(LABELS, LOGITS, alpha=bad)
     with pytest.raises(ValueError, match="alpha must not be empty"):
         fn(LABELS, LOGITS, alpha=[])
     # too large for float32, the compute dtype of float32 logits; fine for float64 logits
-    with pytest.raises(ValueError, match="gamma = 1e\\+39 is not representable in float32"):
+    with pytest.raises(ValueError, match=r"gamma must be a finite number >= 0 \(and at most 3.40282\d*e\+38"):
         fn(LABELS, LOGITS, gamma=1e39)
-    with pytest.raises(ValueError, match="alpha = 3.5e\\+38 is not representable in float32"):
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 3.40282\d*e\+38\]"):
         fn(LABELS, LOGITS, alpha=3.5e38)
     assert np.all(np.isfinite(fn(LABELS, LOGITS.astype(np.float64), alpha=3.5e38).numpy()))
     # NumPy scalars of any width are numbers

@@ -47,9 +47,9 @@ def test_ignore_class_outside_the_range_is_allowed():
         (dict(epsilon=0.5), ValueError, r"epsilon must be None or a number in \[0, 0.5\)"),
         (dict(epsilon=-1e-3), ValueError, "epsilon"),
         (dict(label_smoothing=1.5), ValueError, "label_smoothing"),
-        (dict(alpha=[0.1, 0.2, 0.3]), ValueError, r"one weight per class \(C = 4\)"),
+        (dict(alpha=[0.1, 0.2, 0.3]), ValueError, r"alpha must be a scalar or a vector of length C = 4; got length 3"),
         (dict(alpha=np.ones((2, 2))), ValueError, "alpha must be"),
-        (dict(alpha=float("inf")), ValueError, "alpha must be finite"),
+        (dict(alpha=float("inf")), ValueError, r"alpha must be in \[0, "),
         (dict(ignore_class=1.5), TypeError, "ignore_class"),
     ],
 )

@@ -36,6 +36,21 @@ struct RowRange {
 
 enum class LabelKind { kSparseInt32, kSparseInt64, kDense };
 
+// Sparse labels of either width, read as int64: the width is a run-time choice, so the kernels
+// are compiled once for both (a predictable branch per label read).
+struct SparseLabels {
+  const void* data;
+  bool wide;  // int64, else int32
+  FOCAL_HD int64_t operator[](int64_t row) const {
+    return wide ? static_cast<const int64_t*>(data)[row] : static_cast<const int32_t*>(data)[row];
+  }
+};
+
+template <typename Args>
+SparseLabels sparse_labels(const Args& args) {
+  return {args.labels, args.label_kind == LabelKind::kSparseInt64};
+}
+
 // A softmax focal loss over [rows, classes] logits. Forward: writes loss and row_stats. Backward:
 // reads row_stats and loss_grad, writes logits_grad, which may be logits itself (each logit is
 // read before its gradient is written).

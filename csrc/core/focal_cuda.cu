@@ -140,14 +140,14 @@ __device__ __forceinline__ Acc class_alpha(const double* alpha, int64_t alpha_si
   return alpha == nullptr ? Acc(1) : static_cast<Acc>(alpha[alpha_size == 1 ? 0 : c]);
 }
 
-template <typename Acc, typename Label>
+template <typename Acc>
 struct SparseRows {
-  const Label* labels;
+  SparseLabels labels;
   __device__ RowKind kind(int64_t row, int64_t classes, const SoftmaxFocalParams& params) const {
     return sparse_row_kind(labels[row], classes, params);
   }
   __device__ SparseLabelWeights<Acc> weights(int64_t row, int64_t classes, const SoftmaxFocalParams& params) const {
-    return sparse_label_weights<Acc>(static_cast<int64_t>(labels[row]), classes, params.label_smoothing);
+    return sparse_label_weights<Acc>(labels[row], classes, params.label_smoothing);
   }
 };
 
@@ -492,33 +492,23 @@ int softmax_threads_per_row(int64_t classes) {
 template <typename T>
 Status softmax_forward_cuda(const SoftmaxArgs<T>& a, void* stream) {
   using Acc = acc_t<T>;
-  switch (a.label_kind) {
-    case LabelKind::kSparseInt32:
-      return launch_softmax_forward(a.logits, SparseRows<Acc, int32_t>{static_cast<const int32_t*>(a.labels)}, a.rows,
-                                    a.classes, a.params, a.loss, a.row_stats, stream);
-    case LabelKind::kSparseInt64:
-      return launch_softmax_forward(a.logits, SparseRows<Acc, int64_t>{static_cast<const int64_t*>(a.labels)}, a.rows,
-                                    a.classes, a.params, a.loss, a.row_stats, stream);
-    default:
-      return launch_softmax_forward(a.logits, DenseRows<Acc, T>{static_cast<const T*>(a.labels)}, a.rows, a.classes,
-                                    a.params, a.loss, a.row_stats, stream);
+  if (a.label_kind == LabelKind::kDense) {
+    return launch_softmax_forward(a.logits, DenseRows<Acc, T>{static_cast<const T*>(a.labels)}, a.rows, a.classes,
+                                  a.params, a.loss, a.row_stats, stream);
   }
+  return launch_softmax_forward(a.logits, SparseRows<Acc>{sparse_labels(a)}, a.rows, a.classes, a.params, a.loss,
+                                a.row_stats, stream);
 }
 
 template <typename T>
 Status softmax_backward_cuda(const SoftmaxArgs<T>& a, void* stream) {
   using Acc = acc_t<T>;
-  switch (a.label_kind) {
-    case LabelKind::kSparseInt32:
-      return launch_softmax_backward(a.logits, SparseRows<Acc, int32_t>{static_cast<const int32_t*>(a.labels)},
-                                     a.row_stats, a.loss_grad, a.rows, a.classes, a.params, a.logits_grad, stream);
-    case LabelKind::kSparseInt64:
-      return launch_softmax_backward(a.logits, SparseRows<Acc, int64_t>{static_cast<const int64_t*>(a.labels)},
-                                     a.row_stats, a.loss_grad, a.rows, a.classes, a.params, a.logits_grad, stream);
-    default:
-      return launch_softmax_backward(a.logits, DenseRows<Acc, T>{static_cast<const T*>(a.labels)}, a.row_stats,
-                                     a.loss_grad, a.rows, a.classes, a.params, a.logits_grad, stream);
+  if (a.label_kind == LabelKind::kDense) {
+    return launch_softmax_backward(a.logits, DenseRows<Acc, T>{static_cast<const T*>(a.labels)}, a.row_stats,
+                                   a.loss_grad, a.rows, a.classes, a.params, a.logits_grad, stream);
   }
+  return launch_softmax_backward(a.logits, SparseRows<Acc>{sparse_labels(a)}, a.row_stats, a.loss_grad, a.rows,
+                                 a.classes, a.params, a.logits_grad, stream);
 }
 
 template <typename T>

@@ -1,5 +1,7 @@
-// validate.h — checks and error texts shared by every adapter (TensorFlow ops, pybind11).
-// Host-only, header-only: an empty string means the input is fine.
+// validate.h — the argument checks and their error texts, the one set for every adapter: the
+// TensorFlow ops, the pybind11 module, and (through it, focal_op._focal_core.check_*_params)
+// the Python functions' checks of Python numbers. Host-only, header-only: an empty string means
+// the input is fine.
 #pragma once
 
 #include <cmath>
@@ -34,12 +36,19 @@ inline std::string gamma_error(double gamma, double compute_max) {
   return "";
 }
 
+// A vector alpha of `length` against the last axis: the softmax's classes or the sigmoid's columns.
+inline std::string alpha_length_error(int64_t length, int64_t last_axis, bool sigmoid) {
+  return sigmoid ? "alpha must be a scalar or a vector over the last axis (length " + std::to_string(last_axis) +
+                       "); got length " + std::to_string(length)
+                 : "alpha must be a scalar or a vector of length C = " + std::to_string(last_axis) + "; got length " +
+                       std::to_string(length);
+}
+
 inline std::string alpha_error(const double* alpha, int64_t alpha_size, int64_t last_axis, bool alpha_on_host,
-                               double alpha_max, double compute_max, const char* length_before,
-                               const char* length_after) {
+                               double alpha_max, double compute_max, bool sigmoid) {
   if (alpha == nullptr) return "";
-  if (alpha_size != 1 && alpha_size != last_axis) {
-    return length_before + std::to_string(last_axis) + length_after + "; got length " + std::to_string(alpha_size);
+  if (alpha_size != 1 && last_axis >= 0 && alpha_size != last_axis) {  // last_axis < 0: not known yet
+    return alpha_length_error(alpha_size, last_axis, sigmoid);
   }
   const double upper = alpha_max < compute_max ? alpha_max : compute_max;
   for (int64_t c = 0; alpha_on_host && c < alpha_size; ++c) {
@@ -59,13 +68,14 @@ inline std::string softmax_params_error(const SoftmaxFocalParams& params, int64_
   const std::string gamma = gamma_error(params.gamma, compute_max);
   if (!gamma.empty()) return gamma;
   if (!(params.epsilon >= 0.0 && params.epsilon < 0.5)) {
-    return "epsilon must be in [0, 0.5) (0 or None: exact log-softmax); got " + format_number(params.epsilon);
+    return "epsilon must be None or a number in [0, 0.5) (0 or None: exact log-softmax); got " +
+           format_number(params.epsilon);
   }
   if (!(params.label_smoothing >= 0.0 && params.label_smoothing <= 1.0)) {
     return "label_smoothing must be in [0, 1]; got " + format_number(params.label_smoothing);
   }
   return alpha_error(params.alpha, params.alpha_size, classes, alpha_on_host, kNoUpperBound, compute_max,
-                     "alpha must be a scalar or a vector of length C = ", "");
+                     /*sigmoid=*/false);
 }
 
 // gamma >= 0, label_smoothing in [0, 1], alpha in [0, 1] of size 1 or columns.
@@ -76,8 +86,7 @@ inline std::string sigmoid_params_error(const SigmoidFocalParams& params, int64_
   if (!(params.label_smoothing >= 0.0 && params.label_smoothing <= 1.0)) {
     return "label_smoothing must be in [0, 1]; got " + format_number(params.label_smoothing);
   }
-  return alpha_error(params.alpha, params.alpha_size, columns, alpha_on_host, 1.0, compute_max,
-                     "alpha must be a scalar or a vector over the last axis (length ", ")");
+  return alpha_error(params.alpha, params.alpha_size, columns, alpha_on_host, 1.0, compute_max, /*sigmoid=*/true);
 }
 
 // The layout of the sigmoid gradient's upstream gradient from its shape: the logits' shape,

@@ -41,10 +41,10 @@ inline double compute_max(const std::string& logits_type) {
 }
 
 // The hyper-parameters of a softmax call, checked (ValueError); alpha (host or device memory, as
-// alpha_on_host says) must outlive them.
+// alpha_on_host says) must outlive them. max_value: the compute type's largest value.
 inline focal::SoftmaxFocalParams softmax_params(const double* alpha, int64_t alpha_size, double gamma, double epsilon,
                                                 double label_smoothing, const std::optional<int64_t>& ignore_class,
-                                                int64_t classes, bool alpha_on_host, const std::string& logits_type) {
+                                                int64_t classes, bool alpha_on_host, double max_value) {
   focal::SoftmaxFocalParams params;
   params.gamma = gamma;
   params.epsilon = epsilon;
@@ -53,20 +53,20 @@ inline focal::SoftmaxFocalParams softmax_params(const double* alpha, int64_t alp
   params.alpha_size = alpha_size;
   params.has_ignore_class = ignore_class.has_value();
   params.ignore_class = ignore_class.value_or(0);
-  const std::string error = focal::softmax_params_error(params, classes, alpha_on_host, compute_max(logits_type));
+  const std::string error = focal::softmax_params_error(params, classes, alpha_on_host, max_value);
   if (!error.empty()) throw py::value_error(error);
   return params;
 }
 
 inline focal::SigmoidFocalParams sigmoid_params(const double* alpha, int64_t alpha_size, double gamma,
                                                 double label_smoothing, int64_t columns, bool alpha_on_host,
-                                                const std::string& logits_type) {
+                                                double max_value) {
   focal::SigmoidFocalParams params;
   params.gamma = gamma;
   params.label_smoothing = label_smoothing;
   params.alpha = alpha;
   params.alpha_size = alpha_size;
-  const std::string error = focal::sigmoid_params_error(params, columns, alpha_on_host, compute_max(logits_type));
+  const std::string error = focal::sigmoid_params_error(params, columns, alpha_on_host, max_value);
   if (!error.empty()) throw py::value_error(error);
   return params;
 }

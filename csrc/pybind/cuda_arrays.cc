@@ -154,7 +154,7 @@ DeviceSoftmaxCall prepare_device_softmax(const py::object& labels, const py::obj
   }
   const auto [alpha_ptr, alpha_size] = device_alpha(alpha);
   call.params = softmax_params(alpha_ptr, alpha_size, gamma, epsilon, label_smoothing, ignore_class, call.classes,
-                               /*alpha_on_host=*/false, call.type);
+                               /*alpha_on_host=*/false, compute_max(call.type));
   return call;
 }
 
@@ -246,7 +246,7 @@ void sigmoid_cuda(const py::object& labels_in, const py::object& logits_in, cons
   const auto [alpha_ptr, alpha_size] = device_alpha(alpha);
   const int64_t columns = logits.shape.empty() ? 1 : logits.shape.back();
   const focal::SigmoidFocalParams params =
-      sigmoid_params(alpha_ptr, alpha_size, gamma, label_smoothing, columns, /*alpha_on_host=*/false, type);
+      sigmoid_params(alpha_ptr, alpha_size, gamma, label_smoothing, columns, /*alpha_on_host=*/false, compute_max(type));
   throw_if_failed(dispatch_logits_type(type, [&](auto logit_tag) {
     using T = decltype(logit_tag);
     focal::SigmoidArgs<T> args;

@@ -76,7 +76,8 @@ SoftmaxCall prepare_softmax(const py::array& labels_in, const py::array& logits_
   }
   call.alpha = alpha_values(alpha);
   call.params = softmax_params(call.alpha.empty() ? nullptr : call.alpha.data(), static_cast<int64_t>(call.alpha.size()),
-                               gamma, epsilon, label_smoothing, ignore_class, call.classes, true, call.type);
+                               gamma, epsilon, label_smoothing, ignore_class, call.classes, true,
+                               compute_max(call.type));
   return call;
 }
 
@@ -164,7 +165,7 @@ py::array sigmoid(const py::array& labels_in, const py::array& logits_in, const 
   const int64_t columns = logits.ndim() > 0 ? logits.shape(logits.ndim() - 1) : 1;
   const focal::SigmoidFocalParams params = sigmoid_params(alpha.empty() ? nullptr : alpha.data(),
                                                           static_cast<int64_t>(alpha.size()), gamma, label_smoothing,
-                                                          columns, true, type);
+                                                          columns, true, compute_max(type));
   py::array loss_grad;
   focal::SigmoidUpstream upstream = focal::SigmoidUpstream::kPerElement;
   if (!loss_grad_in.is_none()) {

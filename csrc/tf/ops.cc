@@ -26,9 +26,9 @@ absl::Status CheckAlphaAndScalars(InferenceContext* c, DimensionHandle classes, 
   }
   if (c->RankKnown(alpha) && c->Rank(alpha) == 1) {
     DimensionHandle merged;
-    if (!c->Merge(c->Dim(alpha, 0), classes, &merged).ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("alpha must have one weight per class (", c->DebugString(classes),
-                                                     "); got shape ", c->DebugString(alpha)));
+    if (!c->Merge(c->Dim(alpha, 0), classes, &merged).ok()) {  // both known and different
+      return absl::InvalidArgumentError(
+          focal::alpha_length_error(c->Value(c->Dim(alpha, 0)), c->Value(classes), /*sigmoid=*/false));
     }
   }
   for (int i = first_scalar; i <= last_scalar; ++i) {
@@ -123,10 +123,12 @@ absl::Status MergeSigmoidShapes(InferenceContext* c, ShapeHandle* logits) {
   if (c->RankKnown(alpha) && c->Rank(alpha) == 1 && c->ValueKnown(c->Dim(alpha, 0)) &&
       c->Value(c->Dim(alpha, 0)) != 0 && c->RankKnown(*logits)) {
     DimensionHandle merged;
-    if (c->Rank(*logits) == 0 || !c->Merge(c->Dim(alpha, 0), c->Dim(*logits, -1), &merged).ok()) {
+    if (c->Rank(*logits) == 0) {
+      return absl::InvalidArgumentError("alpha must be a scalar for scalar logits; got shape " + c->DebugString(alpha));
+    }
+    if (!c->Merge(c->Dim(alpha, 0), c->Dim(*logits, -1), &merged).ok()) {  // both known and different
       return absl::InvalidArgumentError(
-          absl::StrCat("alpha must have one value per column of the last axis; got alpha ", c->DebugString(alpha),
-                       " and logits ", c->DebugString(*logits)));
+          focal::alpha_length_error(c->Value(c->Dim(alpha, 0)), c->Value(c->Dim(*logits, -1)), /*sigmoid=*/true));
     }
   }
   for (int i = kSigmoidGamma; i <= kSigmoidLabelSmoothing; ++i) {

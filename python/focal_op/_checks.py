@@ -1,10 +1,12 @@
 """Argument checks shared by the fused ops and the pure-TF reference: named errors, raised
-before any kernel runs."""
+before any kernel runs. Types are checked here; the values of Python numbers by the kernel
+core's own checks (csrc/core/validate.h, through focal_op._focal_core), so Python and the kernels
+raise the same texts."""
 
 from __future__ import annotations
 
-import math
 import numbers
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -37,10 +39,34 @@ def check_number_or_tensor(name: str, value) -> None:
         raise TypeError(f"{name} must be a real number or a float tensor; got a {dtype.name} tensor")
 
 
+def _core():
+    from focal_op import _focal_core
+
+    return _focal_core
+
+
+def _number_or(value, neutral: float) -> float:
+    """A Python number's value for the core's checks; a tensor's (checked by the kernel) neutral."""
+    return as_number(value) if _is_number(value) else neutral
+
+
+def check_softmax_values(gamma=0.0, epsilon=0.0, label_smoothing=0.0, alpha=(), classes=-1,
+                         compute_max=sys.float_info.max) -> None:
+    """ValueError, in the kernels' words, unless the numbers are valid softmax hyper-parameters
+    (classes < 0: not known; compute_max: the compute dtype's largest value)."""
+    _core().check_softmax_params(_number_or(gamma, 0.0), _number_or(epsilon, 0.0), _number_or(label_smoothing, 0.0),
+                                 list(alpha), classes, compute_max)
+
+
+def check_sigmoid_values(gamma=0.0, label_smoothing=0.0, alpha=(), columns=-1, compute_max=sys.float_info.max) -> None:
+    """As check_softmax_values, for the sigmoid (alpha in [0, 1])."""
+    _core().check_sigmoid_params(_number_or(gamma, 0.0), _number_or(label_smoothing, 0.0), list(alpha), columns,
+                                 compute_max)
+
+
 def check_gamma(gamma) -> None:
     check_number_or_tensor("gamma", gamma)
-    if _is_number(gamma) and not (math.isfinite(as_number(gamma)) and as_number(gamma) >= 0):
-        raise ValueError(f"gamma must be a finite number >= 0; got {gamma!r}")
+    check_softmax_values(gamma=gamma)
 
 
 def compute_dtype_max(logits: tf.Tensor) -> float:
@@ -51,11 +77,8 @@ def compute_dtype_max(logits: tf.Tensor) -> float:
 def check_fits_compute_dtype(name: str, value, logits: tf.Tensor) -> None:
     """ValueError when a number is too large for the compute dtype (float32 for 16- and 32-bit
     logits): it would turn into inf there, and the loss into inf or NaN."""
-    if _is_number(value) and abs(as_number(value)) > compute_dtype_max(logits):
-        raise ValueError(
-            f"{name} = {as_number(value)!r} is not representable in {compute_dtype(logits.dtype).name}, the dtype "
-            f"the loss of {logits.dtype.name} logits is computed in"
-        )
+    if name == "gamma":
+        check_softmax_values(gamma=value, compute_max=compute_dtype_max(logits))
 
 
 def check_epsilon(epsilon) -> float:
@@ -64,15 +87,13 @@ def check_epsilon(epsilon) -> float:
         return 0.0
     if not _is_number(epsilon):
         raise TypeError(f"epsilon must be None or a real number; got {type(epsilon).__name__} {epsilon!r}")
-    if not (0.0 <= as_number(epsilon) < 0.5):
-        raise ValueError(f"epsilon must be None or a number in [0, 0.5); got {epsilon!r}")
+    check_softmax_values(epsilon=epsilon)
     return as_number(epsilon)
 
 
 def check_label_smoothing(label_smoothing) -> None:
     check_number_or_tensor("label_smoothing", label_smoothing)
-    if _is_number(label_smoothing) and not (0.0 <= as_number(label_smoothing) <= 1.0):
-        raise ValueError(f"label_smoothing must be in [0, 1]; got {label_smoothing!r}")
+    check_softmax_values(label_smoothing=label_smoothing)
 
 
 def check_ignore_class(ignore_class) -> None:
@@ -117,27 +138,25 @@ def dense_labels_tensor(labels, logits: tf.Tensor) -> tf.Tensor:
     return labels
 
 
-def _check_alpha_values(values: np.ndarray, logits: tf.Tensor, upper) -> None:
-    """Known alpha values: finite, >= 0, at most ``upper`` (1 for the sigmoid, else None), and
-    representable in the compute dtype."""
-    bad = ~np.isfinite(values) | (values < 0) | (False if upper is None else values > upper)
-    if bad.any():
-        wanted = "in [0, 1]" if upper is not None else "finite and >= 0"
-        raise ValueError(f"alpha must be {wanted}; got {values[bad][0]!r}")
-    if values.size:
-        check_fits_compute_dtype("alpha", float(np.abs(values).max()), logits)
+def _check_alpha_values(values: np.ndarray, logits: tf.Tensor, sigmoid: bool) -> None:
+    """Known alpha values, by the kernels' checks: a scalar or one per class (column), >= 0 (the
+    sigmoid's at most 1), representable in the compute dtype."""
+    last_axis = logits.shape[-1] if logits.shape.rank else None
+    last_axis = -1 if last_axis is None or values.size <= 1 else last_axis
+    check = check_sigmoid_values if sigmoid else check_softmax_values
+    check(alpha=values.tolist(), compute_max=compute_dtype_max(logits), **{"columns" if sigmoid else "classes": last_axis})
 
 
-def _alpha(alpha, logits: tf.Tensor, if_none: tf.Tensor, axis_name: str, one_per: str, upper=None) -> tf.Tensor:
+def _alpha(alpha, logits: tf.Tensor, if_none: tf.Tensor, axis_name: str, sigmoid: bool) -> tf.Tensor:
     """alpha as float64: ``if_none`` for None, a scalar for a number, else a vector checked
-    against the last axis of logits (``one_per`` formats the length in the error). Numbers and
-    sequences keep float64 precision; tensors are checked by the op when it runs."""
+    against the last axis of logits. Numbers and sequences keep float64 precision; tensors are
+    checked by the op when it runs."""
     if alpha is None:
         return if_none
     if isinstance(alpha, (bool, np.bool_, str, bytes)):
         raise TypeError(f"alpha must be None, a real number or a vector of them; got {type(alpha).__name__}")
     if _is_number(alpha):
-        _check_alpha_values(np.asarray([as_number(alpha)]), logits, upper)
+        _check_alpha_values(np.asarray([as_number(alpha)]), logits, sigmoid)
         return tf.constant(as_number(alpha), tf.float64)
     if not (tf.is_tensor(alpha) or isinstance(alpha, tf.Variable)):
         try:
@@ -147,26 +166,26 @@ def _alpha(alpha, logits: tf.Tensor, if_none: tf.Tensor, axis_name: str, one_per
         last_axis = logits.shape[-1] if logits.shape.rank else None
         if values.ndim == 1 and values.size == 0 and last_axis != 0:
             raise ValueError("alpha must not be empty (None means no alpha)")
-        _check_alpha_values(values.reshape(-1), logits, upper)
+        if values.ndim <= 1:
+            _check_alpha_values(values.reshape(-1), logits, sigmoid)
         alpha = values
     alpha = tf.cast(tf.convert_to_tensor(alpha), tf.float64)
     if alpha.shape.rank is not None and alpha.shape.rank > 1:
         raise ValueError(f"alpha must be None, a float or a vector over {axis_name}; got shape {alpha.shape}")
     length = logits.shape[-1] if logits.shape.rank else None
     if alpha.shape.rank == 1 and length is not None and alpha.shape[0] is not None and alpha.shape[0] != length:
-        raise ValueError(f"alpha must have one {one_per.format(length)}; got length {alpha.shape[0]}")
+        raise ValueError(_core().alpha_length_error(alpha.shape[0], length, sigmoid))  # the kernels' text
     return alpha
 
 
 def sigmoid_alpha_tensor(alpha, logits: tf.Tensor) -> tf.Tensor:
     """Sigmoid alpha: empty (None: α_t = 1), a scalar, or one value per column of the last axis."""
-    return _alpha(alpha, logits, tf.zeros([0], tf.float64), "the last axis",
-                  "value per column of the last axis ({})", upper=1.0)
+    return _alpha(alpha, logits, tf.zeros([0], tf.float64), "the last axis", sigmoid=True)
 
 
 def alpha_tensor(alpha, logits: tf.Tensor) -> tf.Tensor:
     """Softmax alpha: a scalar (None -> 1, a float -> every class) or one weight per class [C]."""
-    return _alpha(alpha, logits, tf.constant(1.0, tf.float64), "the classes", "weight per class (C = {})")
+    return _alpha(alpha, logits, tf.constant(1.0, tf.float64), "the classes", sigmoid=False)
 
 
 def focal_arguments(gamma, label_smoothing) -> dict:

@@ -56,6 +56,20 @@ bool all_finite(const T* values, int64_t count) {
   return true;
 }
 
+template <typename T, typename Label>
+focal::SoftmaxArgs<T> softmax_args(const T* logits, const Label* labels, int64_t rows, int64_t classes,
+                                   const focal::SoftmaxFocalParams& params, focal::acc_t<T>* stats) {
+  focal::SoftmaxArgs<T> args;
+  args.logits = logits;
+  args.labels = labels;
+  args.label_kind = sizeof(Label) == 4 ? focal::LabelKind::kSparseInt32 : focal::LabelKind::kSparseInt64;
+  args.rows = rows;
+  args.classes = classes;
+  args.params = params;
+  args.row_stats = stats;
+  return args;
+}
+
 // The launchers over [0, rows) in two ranges, as two threads would call them.
 template <typename Body>
 void in_two_ranges(int64_t rows, Body body) {
@@ -98,37 +112,32 @@ void softmax_case(int64_t rows, int64_t classes, int offset, bool specials, std:
       params.alpha_size = 1;
       params.has_ignore_class = true;
       params.ignore_class = -1;
-      int64_t bad = -1;
-      in_two_ranges(rows, [&](focal::RowRange range) {
-        const int64_t b = focal::sparse_softmax_focal_forward_cpu(logits.data, labels.data, classes, range, params,
-                                                                   loss.data, stats.data);
-        if (bad < 0) bad = b;
-      });
-      expect(specials || classes == 0 || bad < 0, "sparse forward reported a bad label", rows, classes);
+      focal::SoftmaxArgs<T> args = softmax_args(logits.data, labels.data, rows, classes, params, stats.data);
+      args.loss = loss.data;
+      args.loss_grad = upstream.data;
+      args.logits_grad = grad.data;
+      bool bad = false;
+      in_two_ranges(rows, [&](focal::RowRange range) { bad |= !focal::softmax_forward_cpu(args, range).ok(); });
+      expect(specials || classes == 0 || !bad, "sparse forward reported a bad label", rows, classes);
       expect(specials || classes == 0 || all_finite(loss.data, rows), "sparse loss not finite", rows, classes);
-      in_two_ranges(rows, [&](focal::RowRange range) {
-        focal::sparse_softmax_focal_backward_cpu(logits.data, labels.data, stats.data, upstream.data, classes, range,
-                                                 params, grad.data);
-      });
+      in_two_ranges(rows, [&](focal::RowRange range) { focal::softmax_backward_cpu(args, range); });
       expect(specials || classes == 0 || all_finite(grad.data, size), "sparse gradient not finite", rows, classes);
-      in_two_ranges(rows, [&](focal::RowRange range) {
-        focal::dense_softmax_focal_forward_cpu(logits.data, dense.data, classes, range, params, loss.data,
-                                               stats.data);
-      });
+      args.label_kind = focal::LabelKind::kDense;
+      args.labels = dense.data;
+      in_two_ranges(rows, [&](focal::RowRange range) { focal::softmax_forward_cpu(args, range); });
       expect(specials || all_finite(loss.data, rows), "dense loss not finite", rows, classes);
-      in_two_ranges(rows, [&](focal::RowRange range) {
-        focal::dense_softmax_focal_backward_cpu(logits.data, dense.data, stats.data, upstream.data, classes, range,
-                                                params, grad.data);
-      });
+      in_two_ranges(rows, [&](focal::RowRange range) { focal::softmax_backward_cpu(args, range); });
     }
   }
   // in place: the gradient written over the logits
-  focal::SoftmaxFocalParams params;
   if (!specials) {
-    focal::sparse_softmax_focal_forward_cpu(logits.data, labels.data, classes, focal::RowRange{0, rows}, params,
-                                            loss.data, stats.data);
-    focal::sparse_softmax_focal_backward_cpu(logits.data, labels.data, stats.data, upstream.data, classes,
-                                             focal::RowRange{0, rows}, params, logits.data);
+    focal::SoftmaxArgs<T> args = softmax_args(logits.data, labels.data, rows, classes, focal::SoftmaxFocalParams{},
+                                              stats.data);
+    args.loss = loss.data;
+    args.loss_grad = upstream.data;
+    args.logits_grad = logits.data;
+    focal::softmax_forward_cpu(args, focal::RowRange{0, rows});
+    focal::softmax_backward_cpu(args, focal::RowRange{0, rows});
     expect(classes == 0 || all_finite(logits.data, size), "in-place gradient not finite", rows, classes);
   }
 }
@@ -159,19 +168,27 @@ void sigmoid_case(int64_t rows, int64_t columns, int offset, bool specials, std:
     params.alpha = alpha_kind == 0 ? nullptr : alpha_kind == 1 ? shared_alpha : column_alpha.data();
     params.alpha_size = alpha_kind == 0 ? 0 : alpha_kind == 1 ? 1 : columns;
     if (alpha_kind == 2 && columns == 0) continue;
+    focal::SigmoidArgs<T> args;
+    args.logits = logits.data;
+    args.labels = labels.data;
+    args.rows = rows;
+    args.columns = columns;
+    args.params = params;
+    args.out = out.data;
     const auto elementwise = [&](const T* upstream, focal::SigmoidUpstream layout) {
-      in_two_ranges(size, [&](focal::RowRange range) {
-        focal::sigmoid_focal_cpu(logits.data, labels.data, upstream, columns, range, params, out.data, layout);
-      });
+      args.loss_grad = upstream;
+      args.upstream = layout;
+      in_two_ranges(size, [&](focal::RowRange range) { focal::sigmoid_cpu(args, range); });
       expect(specials || all_finite(out.data, size), "sigmoid output not finite", rows, columns);
     };
     elementwise(nullptr, focal::SigmoidUpstream::kPerElement);
     elementwise(per_element.data, focal::SigmoidUpstream::kPerElement);
     elementwise(per_row.data, focal::SigmoidUpstream::kPerRow);
     elementwise(scalar.data, focal::SigmoidUpstream::kScalar);
-    in_two_ranges(rows, [&](focal::RowRange range) {
-      focal::sigmoid_focal_row_sums_cpu(logits.data, labels.data, columns, range, params, sums.data);
-    });
+    args.loss_grad = nullptr;
+    args.sum_over_classes = true;
+    args.out = sums.data;
+    in_two_ranges(rows, [&](focal::RowRange range) { focal::sigmoid_cpu(args, range); });
     expect(specials || all_finite(sums.data, rows), "sigmoid row sums not finite", rows, columns);
   }
 }
