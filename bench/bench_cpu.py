@@ -200,8 +200,9 @@ def run(suite, shapes, repeats, min_seconds):
         measured = {name: {} for name in implementations}
         for (name, column), seconds in medians.items():
             measured[name][column] = 1e3 * seconds
-        for name, result in measured.items():
-            print(f"  {suite} {shape} {name}: {result}", file=sys.stderr, flush=True)
+        for name, result in measured.items():  # progress: the tables follow when the suite is done
+            print(f"  {suite} {shape} {name}: forward {result['forward_ms']:.2f} ms, "
+                  f"forward+backward {result['forward_backward_ms']:.2f} ms", file=sys.stderr, flush=True)
         results.append({"shape": list(shape), "results": measured})
         del steps  # frees the compiled steps and their buffers before the next shape
     return results
