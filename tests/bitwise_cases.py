@@ -27,7 +27,7 @@ def outputs(core):
             one_hot = np.eye(classes, dtype=dtype)[np.maximum(labels, 0)]
             soft = rng.dirichlet(np.ones(classes), shape[:-1]).astype(dtype)
             upstream = rng.uniform(0.5, 1.5, shape[:-1]).astype(dtype)
-            for name, kwargs in (("g2", dict(gamma=2.0)),
+            for name, kwargs in (("g2", dict(gamma=2.0)), ("g0", dict(gamma=0.0)), ("g1", dict(gamma=1.0, alpha=0.5)),
                                  ("g05a", dict(gamma=0.5, alpha=rng.uniform(0.1, 1.0, classes))),
                                  ("clip", dict(gamma=1.5, epsilon=1e-3, alpha=0.25)),
                                  ("smooth", dict(gamma=2.0, label_smoothing=0.1))):
@@ -41,7 +41,7 @@ def outputs(core):
                     out[f"dense_{labels_name}_{name}_{key}"] = np.concatenate(
                         [loss.ravel(), stats.ravel(), grad.ravel()]).astype(np.float64)
             y = (soft > 1.0 / classes).astype(dtype)
-            for name, kwargs in (("g2", dict(gamma=2.0)), ("a", dict(gamma=0.5, alpha=0.25)),
+            for name, kwargs in (("g2", dict(gamma=2.0)), ("g1", dict(gamma=1.0)), ("a", dict(gamma=0.5, alpha=0.25)),
                                  ("acol", dict(gamma=3.0, alpha=rng.uniform(0.1, 0.9, classes), label_smoothing=0.1))):
                 parts = [core.sigmoid_forward(y, logits, **kwargs),
                          core.sigmoid_forward(y, logits, sum_over_classes=True, **kwargs),
