@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the CPU kernel core and tests/sanitize/harness.cc with AddressSanitizer and
 # UndefinedBehaviorSanitizer and runs the harness once per instruction set this CPU has
-# (FOCAL_OP_CPU_ISA). Any report stops the run with a non-zero exit. About 4 minutes on 2 cores.
+# (FOCAL_OP_CPU_ISA). Any report stops the run with a non-zero exit. About 3.5 minutes on 2 cores.
 #   bash scripts/sanitize.sh [build-dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
