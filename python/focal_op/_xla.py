@@ -35,7 +35,9 @@ def _focal_term(log_p, p, gamma, epsilon):
     q = tf.where(clip_mode, 1 - p_clipped, -tf.math.expm1(log_p))
     q_pow = tf.pow(q, gamma)
     positive = q > 0
-    ratio = tf.where(positive, p_clipped * log_p / tf.where(positive, q, tf.ones_like(q)), -tf.ones_like(q))
+    # p · log p -> 0 at p = 0 (a masked class), as in the kernels (focal_math.h finite_log_p)
+    p_log_p = tf.math.multiply_no_nan(log_p, p_clipped)
+    ratio = tf.where(positive, p_log_p / tf.where(positive, q, tf.ones_like(q)), -tf.ones_like(q))
     h = tf.where(clipped, tf.zeros_like(q), q_pow * (gamma * ratio - 1))
     return q_pow * -log_p, h
 
@@ -52,7 +54,12 @@ def softmax_focal_loss(weights, logits, alpha, gamma, epsilon, bad_rows=None):
         log_p = tf.nn.log_softmax(tf.cast(z, compute), axis=-1)
         p = tf.exp(log_p)
         term, h = _focal_term(log_p, p, gamma, epsilon)
-        loss = tf.reduce_sum(weights * term, axis=-1)
+        # a class without label weight adds nothing, also where its term is inf (a masked class)
+        loss = tf.reduce_sum(tf.math.multiply_no_nan(term, weights), axis=-1)
+        # no distribution (every logit -inf) or a NaN logit: NaN, as in the kernels
+        log_sum = tf.reduce_logsumexp(tf.cast(z, compute), axis=-1)
+        no_distribution = tf.math.is_nan(log_sum) | (tf.equal(log_sum, float("-inf")) & (tf.shape(z)[-1] > 0))
+        loss = tf.where(no_distribution, tf.constant(float("nan"), compute), loss)
         if bad_rows is not None:
             loss = tf.where(bad_rows, tf.constant(float("nan"), compute), loss)
 
