@@ -71,6 +71,20 @@ inline focal::SigmoidFocalParams sigmoid_params(const double* alpha, int64_t alp
   return params;
 }
 
+// The argument struct of a checked softmax call (NumPy or GPU arrays: the call's label kind,
+// sizes and parameters; the arrays' data pointers); the caller sets the outputs.
+template <typename T, typename Call>
+focal::SoftmaxArgs<T> softmax_args(const Call& call, const void* logits, const void* labels) {
+  focal::SoftmaxArgs<T> args;
+  args.logits = static_cast<const T*>(logits);
+  args.labels = labels;
+  args.label_kind = call.label_kind;
+  args.rows = call.rows;
+  args.classes = call.classes;
+  args.params = call.params;
+  return args;
+}
+
 // ValueError for a label out of range (label_of(row) reads the label), RuntimeError for a failed
 // launch.
 template <typename LabelOf>

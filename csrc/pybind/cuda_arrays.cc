@@ -160,18 +160,6 @@ DeviceSoftmaxCall prepare_device_softmax(const py::object& labels, const py::obj
 
 std::string stats_type_name(const std::string& logit_type) { return logit_type == "float64" ? "float64" : "float32"; }
 
-template <typename T>
-focal::SoftmaxArgs<T> device_softmax_args(const DeviceSoftmaxCall& call) {
-  focal::SoftmaxArgs<T> args;
-  args.logits = static_cast<const T*>(call.logits.data);
-  args.labels = call.labels.data;
-  args.label_kind = call.label_kind;
-  args.rows = call.rows;
-  args.classes = call.classes;
-  args.params = call.params;
-  return args;
-}
-
 void softmax_forward_cuda(const py::object& labels, const py::object& logits, const py::object& loss_out,
                           const py::object& row_stats_out, bool dense, const py::object& alpha, double gamma,
                           double epsilon, double label_smoothing, std::optional<int64_t> ignore_class,
@@ -186,7 +174,7 @@ void softmax_forward_cuda(const py::object& labels, const py::object& logits, co
   check_same(stats, "row_stats", stats_shape, stats_type_name(call.type));
   throw_if_failed(dispatch_logits_type(call.type, [&](auto logit_tag) {
     using T = decltype(logit_tag);
-    focal::SoftmaxArgs<T> args = device_softmax_args<T>(call);
+    focal::SoftmaxArgs<T> args = softmax_args<T>(call, call.logits.data, call.labels.data);
     args.loss = static_cast<T*>(loss.data);
     args.row_stats = static_cast<focal::acc_t<T>*>(stats.data);
     return focal::softmax_forward_cuda(args, cuda_stream(stream));
@@ -210,7 +198,7 @@ void softmax_backward_cuda(const py::object& labels, const py::object& logits, c
   check_same(grad, "logits_grad", call.logits.shape, call.type);
   throw_if_failed(dispatch_logits_type(call.type, [&](auto logit_tag) {
     using T = decltype(logit_tag);
-    focal::SoftmaxArgs<T> args = device_softmax_args<T>(call);
+    focal::SoftmaxArgs<T> args = softmax_args<T>(call, call.logits.data, call.labels.data);
     args.row_stats = static_cast<focal::acc_t<T>*>(stats.data);  // read only
     args.loss_grad = static_cast<const T*>(loss_grad.data);
     args.logits_grad = static_cast<T*>(grad.data);

@@ -81,18 +81,6 @@ SoftmaxCall prepare_softmax(const py::array& labels_in, const py::array& logits_
   return call;
 }
 
-template <typename T>
-focal::SoftmaxArgs<T> softmax_args(const SoftmaxCall& call) {
-  focal::SoftmaxArgs<T> args;
-  args.logits = static_cast<const T*>(call.logits.data());
-  args.labels = call.labels.data();
-  args.label_kind = call.label_kind;
-  args.rows = call.rows;
-  args.classes = call.classes;
-  args.params = call.params;
-  return args;
-}
-
 void throw_if_softmax_failed(const focal::Status& status, const SoftmaxCall& call) {
   throw_if_failed(status, call.classes, [&](int64_t row) {
     return call.label_kind == focal::LabelKind::kSparseInt32 ? int64_t{static_cast<const int32_t*>(call.labels.data())[row]}
@@ -110,7 +98,7 @@ py::tuple softmax_forward(const py::array& labels, const py::array& logits, bool
     std::vector<py::ssize_t> stats_shape = call.batch;
     stats_shape.push_back(focal::kSoftmaxRowStats);
     py::array_t<Acc> stats(stats_shape);
-    focal::SoftmaxArgs<T> args = softmax_args<T>(call);
+    focal::SoftmaxArgs<T> args = softmax_args<T>(call, call.logits.data(), call.labels.data());
     args.loss = static_cast<T*>(loss.mutable_data());
     args.row_stats = stats.mutable_data();
     focal::Status status;
@@ -139,7 +127,7 @@ py::array softmax_backward(const py::array& labels, const py::array& logits, con
       throw py::value_error("loss_grad must have the loss's shape and the logits' dtype");
     }
     py::array grad(call.logits.dtype(), shape_of(call.logits));
-    focal::SoftmaxArgs<T> args = softmax_args<T>(call);
+    focal::SoftmaxArgs<T> args = softmax_args<T>(call, call.logits.data(), call.labels.data());
     args.row_stats = const_cast<Acc*>(stats.data());  // read only
     args.loss_grad = static_cast<const T*>(loss_grad.data());
     args.logits_grad = static_cast<T*>(grad.mutable_data());

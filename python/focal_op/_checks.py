@@ -50,17 +50,17 @@ def _number_or(value, neutral: float) -> float:
     return as_number(value) if _is_number(value) else neutral
 
 
-def check_softmax_values(gamma=0.0, epsilon=0.0, label_smoothing=0.0, alpha=(), classes=-1,
+def check_softmax_values(gamma=0.0, epsilon=0.0, label_smoothing=0.0, alpha=(), last_axis=-1,
                          compute_max=sys.float_info.max) -> None:
     """ValueError, in the kernels' words, unless the numbers are valid softmax hyper-parameters
-    (classes < 0: not known; compute_max: the compute dtype's largest value)."""
+    (last_axis: the classes, < 0 when not known; compute_max: the compute dtype's largest value)."""
     _core().check_softmax_params(_number_or(gamma, 0.0), _number_or(epsilon, 0.0), _number_or(label_smoothing, 0.0),
-                                 list(alpha), classes, compute_max)
+                                 list(alpha), last_axis, compute_max)
 
 
-def check_sigmoid_values(gamma=0.0, label_smoothing=0.0, alpha=(), columns=-1, compute_max=sys.float_info.max) -> None:
-    """As check_softmax_values, for the sigmoid (alpha in [0, 1])."""
-    _core().check_sigmoid_params(_number_or(gamma, 0.0), _number_or(label_smoothing, 0.0), list(alpha), columns,
+def check_sigmoid_values(gamma=0.0, label_smoothing=0.0, alpha=(), last_axis=-1, compute_max=sys.float_info.max) -> None:
+    """As check_softmax_values, for the sigmoid (alpha in [0, 1]; last_axis: the columns)."""
+    _core().check_sigmoid_params(_number_or(gamma, 0.0), _number_or(label_smoothing, 0.0), list(alpha), last_axis,
                                  compute_max)
 
 
@@ -74,11 +74,10 @@ def compute_dtype_max(logits: tf.Tensor) -> float:
     return float(np.finfo(compute_dtype(logits.dtype).as_numpy_dtype).max)
 
 
-def check_fits_compute_dtype(name: str, value, logits: tf.Tensor) -> None:
-    """ValueError when a number is too large for the compute dtype (float32 for 16- and 32-bit
+def check_gamma_fits_compute_dtype(gamma, logits: tf.Tensor) -> None:
+    """ValueError when gamma is too large for the compute dtype (float32 for 16- and 32-bit
     logits): it would turn into inf there, and the loss into inf or NaN."""
-    if name == "gamma":
-        check_softmax_values(gamma=value, compute_max=compute_dtype_max(logits))
+    check_softmax_values(gamma=gamma, compute_max=compute_dtype_max(logits))
 
 
 def check_epsilon(epsilon) -> float:
@@ -138,13 +137,12 @@ def dense_labels_tensor(labels, logits: tf.Tensor) -> tf.Tensor:
     return labels
 
 
-def _check_alpha_values(values: np.ndarray, logits: tf.Tensor, sigmoid: bool) -> None:
+def _check_alpha_values(values: np.ndarray, logits: tf.Tensor, last_axis, sigmoid: bool) -> None:
     """Known alpha values, by the kernels' checks: a scalar or one per class (column), >= 0 (the
-    sigmoid's at most 1), representable in the compute dtype."""
-    last_axis = logits.shape[-1] if logits.shape.rank else None
-    last_axis = -1 if last_axis is None or values.size <= 1 else last_axis
+    sigmoid's at most 1), representable in the compute dtype (last_axis None: not known)."""
     check = check_sigmoid_values if sigmoid else check_softmax_values
-    check(alpha=values.tolist(), compute_max=compute_dtype_max(logits), **{"columns" if sigmoid else "classes": last_axis})
+    check(alpha=values.tolist(), last_axis=-1 if last_axis is None or values.size <= 1 else last_axis,
+          compute_max=compute_dtype_max(logits))
 
 
 def _alpha(alpha, logits: tf.Tensor, if_none: tf.Tensor, axis_name: str, sigmoid: bool) -> tf.Tensor:
@@ -153,26 +151,25 @@ def _alpha(alpha, logits: tf.Tensor, if_none: tf.Tensor, axis_name: str, sigmoid
     checked by the op when it runs."""
     if alpha is None:
         return if_none
+    length = logits.shape[-1] if logits.shape.rank else None
     if isinstance(alpha, (bool, np.bool_, str, bytes)):
         raise TypeError(f"alpha must be None, a real number or a vector of them; got {type(alpha).__name__}")
     if _is_number(alpha):
-        _check_alpha_values(np.asarray([as_number(alpha)]), logits, sigmoid)
+        _check_alpha_values(np.asarray([as_number(alpha)]), logits, length, sigmoid)
         return tf.constant(as_number(alpha), tf.float64)
     if not (tf.is_tensor(alpha) or isinstance(alpha, tf.Variable)):
         try:
             values = np.asarray(alpha, dtype=np.float64)
         except (TypeError, ValueError) as err:
             raise TypeError(f"alpha must be None, a real number or a vector of them; got {alpha!r}") from err
-        last_axis = logits.shape[-1] if logits.shape.rank else None
-        if values.ndim == 1 and values.size == 0 and last_axis != 0:
+        if values.ndim == 1 and values.size == 0 and length != 0:
             raise ValueError("alpha must not be empty (None means no alpha)")
         if values.ndim <= 1:
-            _check_alpha_values(values.reshape(-1), logits, sigmoid)
+            _check_alpha_values(values.reshape(-1), logits, length, sigmoid)
         alpha = values
     alpha = tf.cast(tf.convert_to_tensor(alpha), tf.float64)
     if alpha.shape.rank is not None and alpha.shape.rank > 1:
         raise ValueError(f"alpha must be None, a float or a vector over {axis_name}; got shape {alpha.shape}")
-    length = logits.shape[-1] if logits.shape.rank else None
     if alpha.shape.rank == 1 and length is not None and alpha.shape[0] is not None and alpha.shape[0] != length:
         raise ValueError(_core().alpha_length_error(alpha.shape[0], length, sigmoid))  # the kernels' text
     return alpha

@@ -54,7 +54,7 @@ def sparse_softmax_focal_loss(
         logits = _checks.logits_tensor(logits)
         labels = _checks.sparse_labels_tensor(labels, logits)
         alpha = _checks.alpha_tensor(alpha, logits)
-        _checks.check_fits_compute_dtype("gamma", gamma, logits)
+        _checks.check_gamma_fits_compute_dtype(gamma, logits)
         if _xla.in_xla_context():
             return _xla.sparse_softmax_focal_loss(labels, logits, alpha, ignore_class=ignore_class, **arguments)
         loss, _ = op_library().focal_op_sparse_softmax_focal_loss(
@@ -103,7 +103,7 @@ def softmax_focal_loss(labels, logits, *, gamma=2.0, alpha=None, epsilon=None, l
         logits = _checks.logits_tensor(logits)
         labels = _checks.dense_labels_tensor(labels, logits)
         alpha = _checks.alpha_tensor(alpha, logits)
-        _checks.check_fits_compute_dtype("gamma", gamma, logits)
+        _checks.check_gamma_fits_compute_dtype(gamma, logits)
         if _xla.in_xla_context():
             return _xla.dense_softmax_focal_loss(labels, logits, alpha, **arguments)
         loss, _ = op_library().focal_op_softmax_focal_loss(
@@ -139,7 +139,7 @@ def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing
         logits = _checks.logits_tensor(logits, min_rank=0)
         labels = _checks.dense_labels_tensor(labels, logits)
         alpha = _checks.sigmoid_alpha_tensor(alpha, logits)
-        _checks.check_fits_compute_dtype("gamma", gamma, logits)
+        _checks.check_gamma_fits_compute_dtype(gamma, logits)
         reduction = _checks.check_sigmoid_reduction(reduction, logits)
         if _xla.in_xla_context():
             loss = _xla.sigmoid_focal_loss(labels, logits, alpha, **arguments)
