@@ -235,12 +235,46 @@ __device__ __forceinline__ void map_logits(const T* z, T* out, int64_t classes, 
   for (int64_t c = scalar_begin + lane; c < classes; c += kGroup) store_from_acc(value(c, load_acc(z[c])), out + c);
 }
 
+// ---- XLA's run-time hyper-parameters ----------------------------------------------------------
+// With device_scalars set, the scalars come from device memory (read by every thread: one cached
+// load) instead of the launch's values; out of range, gamma becomes NaN, so every row with label
+// weight gets a NaN loss and gradient (nothing is copied back to the host to raise an error).
+template <typename Acc>
+constexpr double kComputeMax = sizeof(Acc) == 4 ? 3.4028234663852886e38 : 1.7976931348623157e308;
+
+template <typename Acc>
+__device__ __forceinline__ SoftmaxFocalParams with_device_scalars(SoftmaxFocalParams params) {
+  if (params.device_scalars != nullptr) {
+    params.gamma = params.device_scalars[0];
+    params.epsilon = params.device_scalars[1];
+    params.label_smoothing = params.device_scalars[2];
+    if (!(gamma_in_range(params.gamma, kComputeMax<Acc>) && epsilon_in_range(params.epsilon) &&
+          label_smoothing_in_range(params.label_smoothing))) {
+      params.gamma = NAN;
+    }
+  }
+  return params;
+}
+
+template <typename Acc>
+__device__ __forceinline__ SigmoidFocalParams with_device_scalars(SigmoidFocalParams params) {
+  if (params.device_scalars != nullptr) {
+    params.gamma = params.device_scalars[0];
+    params.label_smoothing = params.device_scalars[1];
+    if (!(gamma_in_range(params.gamma, kComputeMax<Acc>) && label_smoothing_in_range(params.label_smoothing))) {
+      params.gamma = NAN;
+    }
+  }
+  return params;
+}
+
 // ---- softmax kernels ------------------------------------------------------------------------
 template <int kGroup, typename T, typename Rows>
 __global__ void __launch_bounds__(kThreadsPerBlock)
     softmax_forward_kernel(const T* logits, Rows row_labels, int64_t rows, int64_t classes, SoftmaxFocalParams params,
                            T* loss, acc_t<T>* row_stats) {
   using Acc = acc_t<T>;
+  params = with_device_scalars<Acc>(params);
   using Layout = GroupLayout<kGroup>;
   const int lane = Layout::lane();
   const Acc gamma = static_cast<Acc>(params.gamma);
@@ -297,6 +331,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
     softmax_backward_kernel(const T* logits, Rows row_labels, const acc_t<T>* row_stats, const T* loss_grad,
                             int64_t rows, int64_t classes, SoftmaxFocalParams params, T* logits_grad) {
   using Acc = acc_t<T>;
+  params = with_device_scalars<Acc>(params);
   using Layout = GroupLayout<kGroup>;
   const int lane = Layout::lane();
   const Acc gamma = static_cast<Acc>(params.gamma);
@@ -388,6 +423,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
     sigmoid_kernel(const T* logits, const T* labels, const T* loss_grad, SigmoidUpstream upstream_layout,
                    int64_t elements, int64_t columns, SigmoidFocalParams params, T* out) {
   using Acc = acc_t<T>;
+  params = with_device_scalars<Acc>(params);
   const Acc gamma = static_cast<Acc>(params.gamma);
   const Acc smoothing = static_cast<Acc>(params.label_smoothing);
   const bool has_alpha = sigmoid_has_alpha(params);
@@ -459,6 +495,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
     sigmoid_row_sums_kernel(const T* logits, const T* labels, int64_t rows, int64_t columns,
                             SigmoidFocalParams params, T* out) {
   using Acc = acc_t<T>;
+  params = with_device_scalars<Acc>(params);
   using Layout = GroupLayout<kGroup>;
   const int lane = Layout::lane();
   const Acc gamma = static_cast<Acc>(params.gamma);

@@ -202,7 +202,17 @@ struct SoftmaxFocalParams {
   int64_t alpha_size = 0;         // 1: one weight for every class; C: per class
   int64_t ignore_class = 0;
   bool has_ignore_class = false;
+  // CUDA launchers only: nullptr, or {gamma, epsilon, label_smoothing} in device memory, read by
+  // the kernels instead of the three fields above (XLA's run-time scalars, never copied to the
+  // host); values out of range make every loss and gradient NaN.
+  const double* device_scalars = nullptr;
 };
+
+// The ranges of the hyper-parameters (validate.h words the errors; the CUDA kernels use them on
+// scalars that stay on the device). compute_max: the largest value of the compute type.
+FOCAL_HD bool gamma_in_range(double gamma, double compute_max) { return gamma >= 0.0 && gamma <= compute_max; }
+FOCAL_HD bool epsilon_in_range(double epsilon) { return epsilon >= 0.0 && epsilon < 0.5; }
+FOCAL_HD bool label_smoothing_in_range(double smoothing) { return smoothing >= 0.0 && smoothing <= 1.0; }
 
 // Per-row state the softmax forward hands to its backward: four values per row.
 constexpr int kSoftmaxRowStats = 4;
@@ -491,6 +501,9 @@ struct SigmoidFocalParams {
   double label_smoothing = 0.0;
   const double* alpha = nullptr;  // nullptr: α_t = 1
   int64_t alpha_size = 0;         // 1: one α for every column; C: per column of the last axis
+  // CUDA launchers only: nullptr, or {gamma, label_smoothing} in device memory (see
+  // SoftmaxFocalParams::device_scalars)
+  const double* device_scalars = nullptr;
 };
 
 FOCAL_HD bool sigmoid_has_alpha(const SigmoidFocalParams& params) { return params.alpha != nullptr; }

@@ -29,7 +29,7 @@ inline std::string format_number(double v) {
 // larger one would become inf there). alpha_on_host = false (alpha in GPU memory): its length is
 // checked, not its values.
 inline std::string gamma_error(double gamma, double compute_max) {
-  if (!(gamma >= 0.0 && gamma <= compute_max)) {
+  if (!gamma_in_range(gamma, compute_max)) {
     return "gamma must be a finite number >= 0 (and at most " + format_number(compute_max) +
            ", the largest value of the compute dtype); got " + format_number(gamma);
   }
@@ -67,11 +67,11 @@ inline std::string softmax_params_error(const SoftmaxFocalParams& params, int64_
                                         double compute_max = kNoUpperBound) {
   const std::string gamma = gamma_error(params.gamma, compute_max);
   if (!gamma.empty()) return gamma;
-  if (!(params.epsilon >= 0.0 && params.epsilon < 0.5)) {
+  if (!epsilon_in_range(params.epsilon)) {
     return "epsilon must be None or a number in [0, 0.5) (0 or None: exact log-softmax); got " +
            format_number(params.epsilon);
   }
-  if (!(params.label_smoothing >= 0.0 && params.label_smoothing <= 1.0)) {
+  if (!label_smoothing_in_range(params.label_smoothing)) {
     return "label_smoothing must be in [0, 1]; got " + format_number(params.label_smoothing);
   }
   return alpha_error(params.alpha, params.alpha_size, classes, alpha_on_host, kNoUpperBound, compute_max,
@@ -83,7 +83,7 @@ inline std::string sigmoid_params_error(const SigmoidFocalParams& params, int64_
                                         double compute_max = kNoUpperBound) {
   const std::string gamma = gamma_error(params.gamma, compute_max);
   if (!gamma.empty()) return gamma;
-  if (!(params.label_smoothing >= 0.0 && params.label_smoothing <= 1.0)) {
+  if (!label_smoothing_in_range(params.label_smoothing)) {
     return "label_smoothing must be in [0, 1]; got " + format_number(params.label_smoothing);
   }
   return alpha_error(params.alpha, params.alpha_size, columns, alpha_on_host, 1.0, compute_max, /*sigmoid=*/true);

@@ -3,7 +3,6 @@
 // the GPU (builds with CUDA) on the stream TensorFlow gives the op. One kernel class per op
 // serves both devices through a launch policy (CpuLaunch, GpuLaunch).
 #include <algorithm>
-#include <atomic>
 #include <limits>
 #include <string>
 #include <vector>
@@ -197,27 +196,13 @@ absl::Status FromCore(const focal::Status& status, const Tensor& labels, int64_t
 
 // Runs launch(range) over [0, items) on TensorFlow's CPU workers; the status of the smallest
 // out-of-range row any shard reported, else OK.
-template <typename Launch>
-focal::Status ShardItems(OpKernelContext* ctx, int64_t items, int64_t cost_per_item, Launch launch) {
-  std::atomic<int64_t> first_bad{std::numeric_limits<int64_t>::max()};
+template <typename Args, typename Launch>
+focal::Status ShardItems(OpKernelContext* ctx, const Args& args, int64_t items, Launch launch) {
+  focal::FirstBadRow first_bad;
   const auto& workers = *ctx->device()->tensorflow_cpu_worker_threads();
-  ::tensorflow::Shard(workers.num_threads, workers.workers, items, cost_per_item, [&](int64_t begin, int64_t end) {
-    const focal::Status status = launch(focal::RowRange{begin, end});
-    if (status.ok()) return;
-    int64_t seen = first_bad.load();
-    while (status.bad_row < seen && !first_bad.compare_exchange_weak(seen, status.bad_row)) {
-    }
-  });
-  const int64_t bad = first_bad.load();
-  return focal::label_out_of_range_at(bad == std::numeric_limits<int64_t>::max() ? -1 : bad);
-}
-
-// Rough cost of one softmax row in cycles, for the shard size: an exp per class, more where every
-// class carries label weight.
-template <typename Core>
-int64_t SoftmaxRowCost(const focal::SoftmaxArgs<Core>& args) {
-  const bool every_class = args.label_kind == focal::LabelKind::kDense || args.params.label_smoothing > 0;
-  return std::max<int64_t>(1, args.classes) * (every_class ? 60 : 20) + 100;
+  ::tensorflow::Shard(workers.num_threads, workers.workers, items, focal::work_item_cost(args),
+                      [&](int64_t begin, int64_t end) { first_bad.add(launch(focal::RowRange{begin, end})); });
+  return first_bad.status();
 }
 
 // ---- launch policies: where and how the core runs ----------------------------------------------
@@ -227,20 +212,19 @@ struct CpuLaunch {
 
   template <typename Core>
   static focal::Status SoftmaxForward(OpKernelContext* ctx, const focal::SoftmaxArgs<Core>& args) {
-    return ShardItems(ctx, args.rows, SoftmaxRowCost(args),
+    return ShardItems(ctx, args, args.rows,
                       [&](focal::RowRange range) { return focal::softmax_forward_cpu(args, range); });
   }
 
   template <typename Core>
   static focal::Status SoftmaxBackward(OpKernelContext* ctx, const focal::SoftmaxArgs<Core>& args) {
-    return ShardItems(ctx, args.rows, SoftmaxRowCost(args),
+    return ShardItems(ctx, args, args.rows,
                       [&](focal::RowRange range) { return focal::softmax_backward_cpu(args, range); });
   }
 
   template <typename Core>
   static focal::Status Sigmoid(OpKernelContext* ctx, const focal::SigmoidArgs<Core>& args) {
-    const int64_t cost = args.sum_over_classes ? 60 * args.columns + 100 : 60;
-    return ShardItems(ctx, focal::sigmoid_work_items(args), cost,
+    return ShardItems(ctx, args, focal::sigmoid_work_items(args),
                       [&](focal::RowRange range) { return focal::sigmoid_cpu(args, range); });
   }
 };

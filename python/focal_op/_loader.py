@@ -57,6 +57,31 @@ def op_library():
         ) from err
 
 
+def require_xla_lowering_if_compiling() -> None:
+    """Raises FocalOpBuildError while tracing a function for XLA (jit_compile=True) when this
+    build has no XLA lowering of the ops (built with FOCAL_OP_WITH_XLA=OFF, or against a
+    TensorFlow without the tf2xla headers): XLA could not compile the ops, and nothing else
+    stands in for them."""
+    from focal_op import _build_info
+
+    if getattr(_build_info, "WITH_XLA", False) or not in_xla_context():
+        return
+    raise FocalOpBuildError(
+        "this focal_op build has no XLA lowering (FOCAL_OP_WITH_XLA was off or TensorFlow lacked the tf2xla "
+        "headers; see docs/design.md), so its ops cannot run inside jit_compile=True. Compile without XLA "
+        "(e.g. Keras model.compile(..., jit_compile=False)) or rebuild focal_op with the lowering."
+    )
+
+
+def in_xla_context() -> bool:
+    """True while tracing a function that XLA will compile (jit_compile=True). Uses a private
+    TensorFlow helper (checked in tests/test_ecosystem.py for the versions it holds for)."""
+    from tensorflow.python.framework import ops as framework_ops
+    from tensorflow.python.ops import control_flow_util
+
+    return control_flow_util.GraphOrParentsInXlaContext(framework_ops.get_default_graph())
+
+
 class FocalOpBuildWarning(UserWarning):
     """Warned at import when the op library cannot be used with the installed TensorFlow."""
 

@@ -1,16 +1,16 @@
 """Functional focal losses backed by focal_op's fused ops, and their registered gradients.
 
 Every function returns the per-example loss with no reduction, like tf.nn.*_with_logits.
-Inside XLA (jit_compile=True) they build the composite of focal_op._xla instead of the custom
-ops, which XLA cannot compile.
+Everywhere — eagerly, in graphs and inside XLA (jit_compile=True, where each op lowers to a
+custom call of the same kernels, csrc/tf/xla_ops.cc) — they emit the fused ops.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from focal_op import _checks, _xla
-from focal_op._loader import op_library
+from focal_op import _checks
+from focal_op._loader import op_library, require_xla_lowering_if_compiling
 
 __all__ = ["sparse_softmax_focal_loss", "softmax_focal_loss", "sigmoid_focal_loss"]
 
@@ -46,7 +46,7 @@ def sparse_softmax_focal_loss(
 
     Raises:
       ValueError / TypeError for bad arguments; tf.errors.InvalidArgumentError for a label
-      outside [0, C) (CPU).
+      outside [0, C) or a bad hyper-parameter tensor (CPU, also under jit_compile).
     """
     arguments = _checks.softmax_arguments(gamma, epsilon, label_smoothing)
     _checks.check_ignore_class(ignore_class)
@@ -55,8 +55,7 @@ def sparse_softmax_focal_loss(
         labels = _checks.sparse_labels_tensor(labels, logits)
         alpha = _checks.alpha_tensor(alpha, logits)
         _checks.check_gamma_fits_compute_dtype(gamma, logits)
-        if _xla.in_xla_context():
-            return _xla.sparse_softmax_focal_loss(labels, logits, alpha, ignore_class=ignore_class, **arguments)
+        require_xla_lowering_if_compiling()
         loss, _ = op_library().focal_op_sparse_softmax_focal_loss(
             labels=labels,
             logits=logits,
@@ -104,8 +103,7 @@ def softmax_focal_loss(labels, logits, *, gamma=2.0, alpha=None, epsilon=None, l
         labels = _checks.dense_labels_tensor(labels, logits)
         alpha = _checks.alpha_tensor(alpha, logits)
         _checks.check_gamma_fits_compute_dtype(gamma, logits)
-        if _xla.in_xla_context():
-            return _xla.dense_softmax_focal_loss(labels, logits, alpha, **arguments)
+        require_xla_lowering_if_compiling()
         loss, _ = op_library().focal_op_softmax_focal_loss(
             labels=labels, logits=logits, alpha=alpha, Tstats=_checks.compute_dtype(logits.dtype), **arguments
         )
@@ -141,9 +139,7 @@ def sigmoid_focal_loss(labels, logits, *, gamma=2.0, alpha=None, label_smoothing
         alpha = _checks.sigmoid_alpha_tensor(alpha, logits)
         _checks.check_gamma_fits_compute_dtype(gamma, logits)
         reduction = _checks.check_sigmoid_reduction(reduction, logits)
-        if _xla.in_xla_context():
-            loss = _xla.sigmoid_focal_loss(labels, logits, alpha, **arguments)
-            return _checks.reduce_sigmoid_loss(loss, reduction, logits)
+        require_xla_lowering_if_compiling()
         if reduction == "none" or logits.shape.rank == 0:  # a scalar's sum and mean are itself
             return op_library().focal_op_sigmoid_focal_loss(labels=labels, logits=logits, alpha=alpha, **arguments)
         rows = _checks.total_sum_rows(logits, alpha) if reduction in ("sum", "mean") else None
