@@ -6,6 +6,7 @@ Suites: sparse (integer labels), dense (one-hot labels) and sigmoid (multi-label
     python bench/bench_cpu.py                         # every suite, the spec's four shapes
     python bench/bench_cpu.py --suite sparse --quick  # one suite, smaller shapes
     python bench/bench_cpu.py --json-dir bench/results  # also write cpu_<suite>.json
+    python bench/bench_cpu.py --suite keras           # a Keras train step, jit_compile True vs False
 
 Every ratio is "that implementation's median time / focal_op's median time" from the same run;
 the steps of a shape are timed in interleaved rounds (see _time_interleaved).
@@ -83,7 +84,7 @@ def _implementations(suite):
     return {
         "focal_op fused": (fused, "function"),
         **in_op_sum,
-        "focal_op, jit_compile (composite)": (fused, "xla"),
+        "focal_op, jit_compile": (fused, "xla"),  # the same kernels, as XLA custom calls
         "pure-TF focal, eager": (composite, "eager"),
         "pure-TF focal, tf.function": (composite, "function"),
         "pure-TF focal, XLA": (composite, "xla"),
@@ -263,9 +264,43 @@ def print_table(suite, rows, bandwidth):
               f"| {f'(N x C: {nxc:.0f})':>12} |")
 
 
+def keras_train_steps(steps=60, rounds=5):
+    """Median time of one Keras train step (model.train_on_batch: a 2-layer MLP with each focal_op
+    loss class, batch 512, 100 classes) with jit_compile False and True, in interleaved rounds."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((512, 64)).astype(np.float32)
+    cases = {
+        "SparseCategoricalFocalLoss": (rng.integers(0, 100, 512), focal_op.losses.SparseCategoricalFocalLoss),
+        "CategoricalFocalLoss": (np.eye(100, dtype=np.float32)[rng.integers(0, 100, 512)],
+                                 focal_op.losses.CategoricalFocalLoss),
+        "BinaryFocalLoss": ((rng.uniform(size=(512, 100)) < 0.1).astype(np.float32), focal_op.losses.BinaryFocalLoss),
+    }
+    print("\n## Keras train step: Dense(256, relu) -> Dense(100), batch 512, SGD; median ms per step")
+    print("| loss | jit_compile=False | jit_compile=True | True / False |\n|---|---|---|---|")
+    for name, (y, loss_class) in cases.items():
+        models = {}
+        for jit in (False, True):
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256, activation="relu"),
+                                      keras.layers.Dense(100)])
+            model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=loss_class(from_logits=True), jit_compile=jit)
+            for _ in range(5):
+                model.train_on_batch(x, y)
+            models[jit] = model
+        times = {False: [], True: []}
+        for _ in range(rounds):
+            for jit, model in models.items():
+                t0 = time.perf_counter()
+                for _ in range(steps // rounds):
+                    model.train_on_batch(x, y)
+                times[jit].append((time.perf_counter() - t0) / (steps // rounds))
+        plain, xla = (1e3 * statistics.median(times[j]) for j in (False, True))
+        print(f"| {name} | {plain:.2f} | {xla:.2f} | {xla / plain:.2f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", action="append", choices=["sparse", "dense", "sigmoid"],
+    parser.add_argument("--suite", action="append", choices=["sparse", "dense", "sigmoid", "keras"],
                         help="run only these suites (repeatable); default: all")
     parser.add_argument("--quick", action="store_true", help="smaller shapes and fewer repeats")
     parser.add_argument("--repeats", type=int, default=None)
@@ -280,7 +315,10 @@ def main():
     repeats = args.repeats or (3 if args.quick else 7)
     min_seconds = 0.2 if args.quick else 1.0
     bandwidth = copy_bandwidth_gbps()
-    for suite in args.suite or ["sparse", "dense", "sigmoid"]:
+    for suite in args.suite or ["sparse", "dense", "sigmoid", "keras"]:
+        if suite == "keras":
+            keras_train_steps()
+            continue
         rows = run(suite, shapes, repeats, min_seconds)
         peaks = {} if args.no_memory else measure_peaks_in_child(suite, args.quick)
         for row in rows:
