@@ -222,3 +222,29 @@ def test_auto_clustering_compiles_the_ops(tmp_path):
     texts = [p.read_text() for p in pathlib.Path(dump).glob("*.txt")]
     assert any('custom_call_target="focal_op_softmax_forward"' in t for t in texts), sorted(os.listdir(dump))
     assert any('custom_call_target="focal_op_softmax_backward"' in t for t in texts)
+
+
+@pytest.mark.skipif(not tf.config.list_physical_devices("GPU") or not _build_info.WITH_CUDA,
+                    reason="needs TensorFlow with a GPU and a CUDA build")
+@pytest.mark.parametrize("kind", list(TARGETS))
+def test_on_the_gpu_xla_runs_the_cuda_kernels(kind, rng):
+    """XLA:GPU calls the "CUDA" handlers: the same values as the GPU op outside XLA, a run-time
+    gamma read from device memory, NaN rows for out-of-range labels (no host synchronisation)."""
+    with tf.device("GPU:0"):
+        labels, logits = _inputs(kind, rng, (300, 17), tf.float32)
+        gamma = tf.Variable(2.0, dtype=tf.float64)
+        loss_fn = _loss_fn(kind, gamma=gamma, alpha=0.25)
+        upstream = _upstream(loss_fn, labels, logits)
+        compiled = tf.function(_step(loss_fn), jit_compile=True)
+        hlo = compiled.experimental_get_compiler_ir(labels, logits, upstream)(stage="hlo")
+        assert f'custom_call_target="{TARGETS[kind][0]}"' in hlo
+        for value in (2.0, 0.5):
+            gamma.assign(value)
+            graph = _run(_step(loss_fn), loss_fn, labels, logits)
+            xla = [t.numpy() for t in compiled(labels, logits, upstream)]
+            for a, b in zip(xla, graph):
+                np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        if kind == "sparse":
+            bad = tf.tensor_scatter_nd_update(labels, [[3]], tf.constant([99], labels.dtype))
+            loss = tf.function(lambda z: focal_op.sparse_softmax_focal_loss(bad, z), jit_compile=True)(logits)
+            assert np.isnan(loss.numpy()[3]) and np.all(np.isfinite(np.delete(loss.numpy(), 3)))

@@ -104,8 +104,9 @@ ffi::Error WithLogitsType(ffi::DataType type, Body&& body) {
 
 // ---- where the kernels run --------------------------------------------------------------------
 
-// Runs launch(range) over [0, items) in pieces on the runtime's intra-op pool; the calling thread
-// takes pieces too (and does them all if the pool is busy), so nothing waits on a queued task.
+// Runs launch(range) over [0, items) in pieces on the runtime's intra-op pool: the calling thread
+// and threads - 1 pool tasks take pieces (as many workers as the pool has threads; the caller does
+// them all if the pool is busy), so nothing waits on a queued task.
 // Pieces are contiguous rows: the results do not depend on the split (focal_cpu.h).
 template <typename Launch>
 focal::Status RunSplit(ffi::ThreadPool& pool, int64_t items, int64_t cost_per_item, const Launch& launch) {
@@ -134,7 +135,7 @@ focal::Status RunSplit(ffi::ThreadPool& pool, int64_t items, int64_t cost_per_it
       }
     }
   };
-  for (int64_t t = 0; t < std::min(threads, pieces - 1); ++t) {
+  for (int64_t t = 0; t < std::min(threads - 1, pieces - 1); ++t) {
     auto task = take_pieces;
     pool.Schedule(std::move(task));
   }
