@@ -6,7 +6,7 @@
 // their own copy of the API.
 //
 // Operands of every target: logits, labels, alpha (float64, [] or [last axis]; the sigmoid's [0]
-// is "no alpha"), scalars (float64: [0], or the hyper-parameters that are tensors at run time —
+// is "no alpha"; float64 operands may come as uint32 [..., 2] halves), scalars (float64: [0], or the hyper-parameters that are tensors at run time —
 // softmax {gamma, epsilon, label_smoothing}, sigmoid {gamma, label_smoothing}); the backward
 // targets add row_stats and loss_grad (softmax) or loss_grad (sigmoid). Attributes: the
 // hyper-parameters' compile-time values (used when scalars is empty), ignore_class and
@@ -206,21 +206,47 @@ ffi::Error FromCore(const focal::Status& status, const ffi::AnyBuffer& labels, i
 
 // ---- decoding ---------------------------------------------------------------------------------
 
-// The run-time scalars operand: empty (the attributes hold the values) or `count` float64s,
-// read here on the host and by the kernels on the GPU. Returns the host copy's pointer, the
-// device pointer (GPU) or nullptr (attributes).
+// A float64 operand (alpha, the run-time scalars): F64, or U32 with a trailing axis of 2 holding
+// each float64's two 32-bit halves (a framework without 64-bit floats enabled — JAX's default —
+// passes them so; the bytes are the same). Its logical shape and data.
+struct F64Operand {
+  const double* data = nullptr;
+  std::vector<int64_t> dims;
+  int64_t count = 0;
+};
+
+ffi::Error ReadF64(const ffi::AnyBuffer& buffer, const char* name, F64Operand* out) {
+  out->dims = Dims(buffer);
+  if (buffer.element_type() == ffi::DataType::U32 && !out->dims.empty() && out->dims.back() == 2) {
+    out->dims.pop_back();
+  } else if (buffer.element_type() != ffi::DataType::F64) {
+    return Invalid(std::string(name) + " must be float64 (or its 32-bit halves, uint32 [..., 2])");
+  }
+  out->data = static_cast<const double*>(buffer.untyped_data());
+  out->count = Product(out->dims, out->dims.size());
+  return ffi::Error::Success();
+}
+
+// The run-time scalars operand: empty (the attributes hold the values) or `count` float64s, read
+// on the host here and by the kernels on the GPU; *values is nullptr for the former.
 ffi::Error RuntimeScalars(const ffi::AnyBuffer& scalars, int64_t count, const double** values) {
+  F64Operand operand;
+  if (ffi::Error error = ReadF64(scalars, "scalars", &operand); error.failure()) return error;
   *values = nullptr;
-  if (scalars.element_count() == 0) return ffi::Error::Success();
-  if (ffi::Error error = CheckBuffer(scalars, ffi::DataType::F64, count, "scalars"); error.failure()) return error;
-  *values = static_cast<const double*>(scalars.untyped_data());
+  if (operand.count == 0) return ffi::Error::Success();
+  if (operand.count != count) {
+    return Invalid("scalars: expected " + std::to_string(count) + " run-time hyper-parameters, got " +
+                   std::to_string(operand.count));
+  }
+  *values = operand.data;
   return ffi::Error::Success();
 }
 
 // alpha: float64, a scalar or a vector (rank <= 1).
-ffi::Error CheckAlpha(const ffi::AnyBuffer& alpha) {
-  if (alpha.element_type() != ffi::DataType::F64 || alpha.dimensions().size() > 1) {
-    return Invalid("alpha must be a float64 scalar or vector; got rank " + std::to_string(alpha.dimensions().size()));
+ffi::Error ReadAlpha(const ffi::AnyBuffer& buffer, F64Operand* alpha) {
+  if (ffi::Error error = ReadF64(buffer, "alpha", alpha); error.failure()) return error;
+  if (alpha->dims.size() > 1) {
+    return Invalid("alpha must be a scalar or a vector; got rank " + std::to_string(alpha->dims.size()));
   }
   return ffi::Error::Success();
 }
@@ -255,7 +281,8 @@ ffi::Error DecodeSoftmax(const ffi::AnyBuffer& logits, const ffi::AnyBuffer& lab
   } else {
     return Invalid("labels must be int32 or int64 (class indices) or of the logits' type (dense labels)");
   }
-  if (ffi::Error error = CheckAlpha(alpha); error.failure()) return error;
+  F64Operand alpha_values;
+  if (ffi::Error error = ReadAlpha(alpha, &alpha_values); error.failure()) return error;
   const double* runtime = nullptr;
   if (ffi::Error error = RuntimeScalars(scalars, 3, &runtime); error.failure()) return error;
 
@@ -270,8 +297,8 @@ ffi::Error DecodeSoftmax(const ffi::AnyBuffer& logits, const ffi::AnyBuffer& lab
   } else if (runtime != nullptr) {
     params.device_scalars = runtime;
   }
-  params.alpha = static_cast<const double*>(alpha.untyped_data());
-  params.alpha_size = static_cast<int64_t>(alpha.element_count());
+  params.alpha = alpha_values.data;
+  params.alpha_size = alpha_values.count;
   params.ignore_class = attrs.ignore_class;
   params.has_ignore_class = attrs.has_ignore_class;
   args->logits = static_cast<const T*>(logits.untyped_data());
@@ -292,10 +319,11 @@ ffi::Error DecodeSigmoid(const ffi::AnyBuffer& logits, const ffi::AnyBuffer& lab
   }
   args->rows = dims.empty() ? 1 : Product(dims, dims.size() - 1);  // a scalar is one row of one column
   args->columns = dims.empty() ? 1 : dims.back();
-  if (ffi::Error error = CheckAlpha(alpha); error.failure()) return error;
-  const bool no_alpha = alpha.dimensions().size() == 1 && alpha.element_count() == 0;
-  if (!no_alpha && alpha.dimensions().size() == 1 && dims.empty()) {
-    return Invalid(focal::alpha_length_error(static_cast<int64_t>(alpha.element_count()), 1, /*sigmoid=*/true));
+  F64Operand alpha_values;
+  if (ffi::Error error = ReadAlpha(alpha, &alpha_values); error.failure()) return error;
+  const bool no_alpha = alpha_values.dims.size() == 1 && alpha_values.count == 0;
+  if (!no_alpha && alpha_values.dims.size() == 1 && dims.empty()) {
+    return Invalid(focal::alpha_length_error(alpha_values.count, 1, /*sigmoid=*/true));
   }
   const double* runtime = nullptr;
   if (ffi::Error error = RuntimeScalars(scalars, 2, &runtime); error.failure()) return error;
@@ -309,8 +337,8 @@ ffi::Error DecodeSigmoid(const ffi::AnyBuffer& logits, const ffi::AnyBuffer& lab
   } else if (runtime != nullptr) {
     params.device_scalars = runtime;
   }
-  params.alpha = no_alpha ? nullptr : static_cast<const double*>(alpha.untyped_data());
-  params.alpha_size = no_alpha ? 0 : static_cast<int64_t>(alpha.element_count());
+  params.alpha = no_alpha ? nullptr : alpha_values.data;
+  params.alpha_size = no_alpha ? 0 : alpha_values.count;
   args->logits = static_cast<const T*>(logits.untyped_data());
   args->labels = static_cast<const T*>(labels.untyped_data());
   const std::string error = focal::sigmoid_params_error(params, args->columns, Launch::kOnHost,

@@ -8,8 +8,8 @@
 
 Importing focal_op loads its TensorFlow op library after checking that the installed
 TensorFlow is the one it was built against (otherwise it warns, and the ops raise
-FocalOpBuildError). Without TensorFlow, only the kernel core ``focal_op._focal_core`` is
-importable.
+FocalOpBuildError). Without TensorFlow, the kernel core ``focal_op._focal_core``, the JAX
+functions ``focal_op.jax`` and (on Keras's JAX backend) ``focal_op.losses`` work.
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ except ImportError:  # a source tree that was never built
 
 try:
     import tensorflow as _tf  # noqa: F401
-except ImportError:  # the kernel core alone (e.g. on a GPU machine without TensorFlow)
-    pass
+except ImportError:  # no TensorFlow: the kernel core, focal_op.jax, and the Keras losses on JAX
+    try:
+        from focal_op import losses
+    except ImportError:  # no Keras, or Keras without a backend to load
+        pass
 else:
     from focal_op import losses, reference
     from focal_op._loader import FocalOpBuildError, FocalOpBuildWarning, load_at_import, op_library

@@ -1,4 +1,5 @@
-"""Keras 3 loss classes backed by focal_op's fused ops.
+"""Keras 3 loss classes backed by focal_op's fused ops, on Keras's TensorFlow backend (focal_op.ops)
+and its JAX backend (focal_op.jax: the same kernels).
 
 They follow Keras's own focal losses (CategoricalFocalCrossentropy, BinaryFocalCrossentropy):
 same formulas, same probability handling when ``from_logits=False`` (probabilities normalised and
@@ -12,9 +13,8 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from focal_op import _checks, ops
+from focal_op import _arguments
 
 __all__ = ["SparseCategoricalFocalLoss", "CategoricalFocalLoss", "BinaryFocalLoss"]
 
@@ -28,8 +28,8 @@ def _alpha_config(alpha):
         return None
     if isinstance(alpha, (bool, np.bool_, str, bytes)):
         raise TypeError(f"alpha must be None, a real number or a vector of them; got {type(alpha).__name__}")
-    if _checks._is_number(alpha):
-        return _checks.as_number(alpha)
+    if _arguments._is_number(alpha):
+        return _arguments.as_number(alpha)
     return [float(a) for a in np.asarray(alpha, dtype=np.float64).reshape(-1)]
 
 
@@ -37,40 +37,62 @@ def _check_axis(axis) -> int:
     """Keras's `axis` (the class axis): the last one is the only one focal_op reduces over."""
     if axis != -1:
         raise ValueError(f"focal_op's losses take the classes on the last axis (axis=-1); got axis={axis!r}. "
-                         "Move the class axis last (e.g. with tf.experimental.numpy.moveaxis) first.")
+                         "Move the class axis last (e.g. with keras.ops.moveaxis) first.")
     return -1
+
+
+def _rank(x):
+    """The rank of a tensor or array; None when unknown (a TensorFlow graph tensor)."""
+    shape = x.shape
+    return shape.rank if hasattr(shape, "rank") else len(shape)
 
 
 def _same_rank(y_true, y_pred):
     """Keras's shape handling of its losses: when the ranks differ by one and the longer tensor
     ends in a dimension of 1, expand a rank-1 tensor to [N, 1], or else squeeze that dimension
     (labels [N] with outputs [N, 1], as from Dense(1), and the converse)."""
-    true_rank, pred_rank = y_true.shape.rank, y_pred.shape.rank
+    true_rank, pred_rank = _rank(y_true), _rank(y_pred)
     if true_rank is None or pred_rank is None or true_rank == pred_rank:
         return y_true, y_pred
     if true_rank == pred_rank + 1 and y_true.shape[-1] == 1:
         if pred_rank == 1:
-            return y_true, tf.expand_dims(y_pred, -1)
-        return tf.squeeze(y_true, -1), y_pred
+            return y_true, keras.ops.expand_dims(y_pred, -1)
+        return keras.ops.squeeze(y_true, -1), y_pred
     if pred_rank == true_rank + 1 and y_pred.shape[-1] == 1:
         if true_rank == 1:
-            return tf.expand_dims(y_true, -1), y_pred
-        return y_true, tf.squeeze(y_pred, -1)
+            return keras.ops.expand_dims(y_true, -1), y_pred
+        return y_true, keras.ops.squeeze(y_pred, -1)
     return y_true, y_pred
 
 
 def _softmax_probabilities_to_logits(probabilities):
     """Keras's handling of softmax probabilities: normalise, clip to [ε, 1-ε], take the log."""
     epsilon = keras.config.epsilon()
-    p = probabilities / tf.reduce_sum(probabilities, axis=-1, keepdims=True)
-    return tf.math.log(tf.clip_by_value(p, epsilon, 1.0 - epsilon))
+    p = probabilities / keras.ops.sum(probabilities, axis=-1, keepdims=True)
+    return keras.ops.log(keras.ops.clip(p, epsilon, 1.0 - epsilon))
 
 
 def _sigmoid_probabilities_to_logits(probabilities):
     """Keras's handling of sigmoid probabilities: clip to [ε, 1-ε], then the logit."""
     epsilon = keras.config.epsilon()
-    p = tf.clip_by_value(probabilities, epsilon, 1.0 - epsilon)
-    return tf.math.log(p) - tf.math.log1p(-p)
+    p = keras.ops.clip(probabilities, epsilon, 1.0 - epsilon)
+    return keras.ops.log(p) - keras.ops.log1p(-p)
+
+
+def _functions():
+    """The focal functions of Keras's backend: focal_op.ops (TensorFlow) or focal_op.jax (JAX)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        from focal_op import ops
+
+        return ops
+    if backend == "jax":
+        import focal_op.jax
+
+        return focal_op.jax
+    raise NotImplementedError(
+        f"focal_op's losses run on Keras's TensorFlow and JAX backends; the active backend is {backend!r} "
+        "(set KERAS_BACKEND=tensorflow or jax)")
 
 
 def _attach_mask(loss, mask):
@@ -90,14 +112,15 @@ class _FocalLoss(keras.losses.Loss):
 
     def __init__(self, gamma, alpha, from_logits, label_smoothing, axis, reduction, name, dtype):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        _checks.check_gamma(gamma)
-        _checks.check_label_smoothing(label_smoothing)
-        if not _checks._is_number(gamma) or not _checks._is_number(label_smoothing):
+        _functions()  # a clear error on a backend without focal_op's kernels
+        _arguments.check_gamma(gamma)
+        _arguments.check_label_smoothing(label_smoothing)
+        if not _arguments._is_number(gamma) or not _arguments._is_number(label_smoothing):
             raise TypeError("the loss classes take gamma and label_smoothing as numbers (they are saved in the config)")
-        self.gamma = _checks.as_number(gamma)
+        self.gamma = _arguments.as_number(gamma)
         self.alpha = _alpha_config(alpha)
         self.from_logits = bool(from_logits)
-        self.label_smoothing = _checks.as_number(label_smoothing)
+        self.label_smoothing = _arguments.as_number(label_smoothing)
         self.axis = _check_axis(axis)
 
     def get_config(self):
@@ -125,25 +148,23 @@ class SparseCategoricalFocalLoss(_FocalLoss):
                  ignore_class=None, axis=-1, reduction="sum_over_batch_size", name="sparse_categorical_focal_loss",
                  dtype=None):
         super().__init__(gamma, alpha, from_logits, label_smoothing, axis, reduction, name, dtype)
-        self.epsilon = _checks.check_epsilon(epsilon) or None
-        _checks.check_ignore_class(ignore_class)
+        self.epsilon = _arguments.check_epsilon(epsilon) or None
+        _arguments.check_ignore_class(ignore_class)
         self.ignore_class = None if ignore_class is None else int(ignore_class)
 
     def call(self, y_true, y_pred):
-        y_pred = tf.convert_to_tensor(y_pred)
-        y_true = tf.convert_to_tensor(y_true)
-        if y_true.shape.rank is not None and y_true.shape.rank == y_pred.shape.rank and y_true.shape[-1] == 1:
-            y_true = tf.squeeze(y_true, axis=-1)
-        if not y_true.dtype.is_integer:
-            y_true = tf.cast(y_true, tf.int64)
-        elif y_true.dtype not in (tf.int32, tf.int64):
-            y_true = tf.cast(y_true, tf.int64)
+        y_pred = keras.ops.convert_to_tensor(y_pred)
+        y_true = keras.ops.convert_to_tensor(y_true)
+        if _rank(y_true) is not None and _rank(y_true) == _rank(y_pred) and y_true.shape[-1] == 1:
+            y_true = keras.ops.squeeze(y_true, axis=-1)
+        if keras.backend.standardize_dtype(y_true.dtype) not in ("int32", "int64"):
+            y_true = keras.ops.cast(y_true, "int64" if keras.backend.backend() == "tensorflow" else "int32")
         logits = y_pred if self.from_logits else _softmax_probabilities_to_logits(y_pred)
-        loss = ops.sparse_softmax_focal_loss(
+        loss = _functions().sparse_softmax_focal_loss(
             y_true, logits, gamma=self.gamma, alpha=self.alpha, epsilon=self.epsilon,
             label_smoothing=self.label_smoothing, ignore_class=self.ignore_class)
         if self.ignore_class is not None:
-            _attach_mask(loss, tf.not_equal(y_true, tf.cast(self.ignore_class, y_true.dtype)))
+            _attach_mask(loss, keras.ops.not_equal(y_true, self.ignore_class))
         return loss
 
     def get_config(self):
@@ -165,12 +186,12 @@ class CategoricalFocalLoss(_FocalLoss):
     def __init__(self, gamma=2.0, alpha=None, from_logits=False, epsilon=None, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name="categorical_focal_loss", dtype=None):
         super().__init__(gamma, alpha, from_logits, label_smoothing, axis, reduction, name, dtype)
-        self.epsilon = _checks.check_epsilon(epsilon) or None
+        self.epsilon = _arguments.check_epsilon(epsilon) or None
 
     def call(self, y_true, y_pred):
-        y_true, y_pred = _same_rank(tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred))
+        y_true, y_pred = _same_rank(keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(y_pred))
         logits = y_pred if self.from_logits else _softmax_probabilities_to_logits(y_pred)
-        return ops.softmax_focal_loss(y_true, logits, gamma=self.gamma, alpha=self.alpha, epsilon=self.epsilon,
+        return _functions().softmax_focal_loss(y_true, logits, gamma=self.gamma, alpha=self.alpha, epsilon=self.epsilon,
                                       label_smoothing=self.label_smoothing)
 
     def get_config(self):
@@ -205,8 +226,8 @@ class BinaryFocalLoss(_FocalLoss):
         super().__init__(gamma, alpha, from_logits, label_smoothing, axis, reduction, name, dtype)
 
     def call(self, y_true, y_pred):
-        y_true, y_pred = _same_rank(tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred))
+        y_true, y_pred = _same_rank(keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(y_pred))
         logits = y_pred if self.from_logits else _sigmoid_probabilities_to_logits(y_pred)
         # the mean over the last axis inside the op: the elementwise loss is never stored
-        return ops.sigmoid_focal_loss(y_true, logits, gamma=self.gamma, alpha=self.alpha,
+        return _functions().sigmoid_focal_loss(y_true, logits, gamma=self.gamma, alpha=self.alpha,
                                       label_smoothing=self.label_smoothing, reduction="mean_over_classes")
