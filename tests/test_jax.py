@@ -23,6 +23,16 @@ import focal_op.jax as fj  # noqa: E402
 KINDS = ["sparse", "dense", "sigmoid"]
 
 
+@pytest.fixture(autouse=True)
+def on_the_cpu(request):
+    """Every test but the GPU ones runs on the CPU handlers (also on a machine with a GPU)."""
+    if "gpu" in request.node.name:
+        yield
+        return
+    with jax.default_device(jax.devices("cpu")[0]):
+        yield
+
+
 @pytest.fixture
 def x64():
     jax.config.update("jax_enable_x64", True)
@@ -195,7 +205,7 @@ def test_importing_focal_op_jax_needs_no_tensorflow():
 
 
 def test_keras_losses_refuse_a_backend_without_kernels(monkeypatch):
-    import keras
+    keras = pytest.importorskip("keras")
 
     from focal_op import losses
 
@@ -241,6 +251,8 @@ KERAS_FIT = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_keras_fit_save_and_load_on_the_jax_backend_match_the_tensorflow_backend(tmp_path):
+    pytest.importorskip("keras")
+    pytest.importorskip("tensorflow")
     results = {}
     for backend in ("jax", "tensorflow"):
         folder = tmp_path / backend
@@ -257,3 +269,29 @@ def test_keras_fit_save_and_load_on_the_jax_backend_match_the_tensorflow_backend
         assert jax_result["restored_loss"] == tf_result["restored_loss"]
     assert np.all(np.isfinite(results["jax"]["mixed_float16"]))
     np.testing.assert_allclose(results["jax"]["mixed_float16"], results["tensorflow"]["mixed_float16"], rtol=1e-2)
+
+
+@pytest.mark.skipif(not fj._has_cuda_backend(), reason="needs jax with a CUDA GPU and a CUDA build")
+@pytest.mark.parametrize("kind", KINDS)
+def test_on_the_gpu_the_cuda_kernels_match_the_reference(kind, rng):
+    """The "CUDA" handlers: values and gradients against the jax.numpy reference on the GPU, a
+    run-time gamma read from device memory (NaN when out of range), NaN rows for bad labels."""
+    fused_fn, reference_fn = _functions(kind)
+    with jax.default_device(jax.devices("cuda")[0]):
+        for shape in [(16, 10), (300, 33), (8, 5000), (2, 3, 4)]:
+            labels, logits = _inputs(kind, rng, shape, jnp.float32)
+            for case in CASES:
+                kwargs = _kwargs(kind, case, shape[-1], rng)
+                fused = _value_and_grad(fused_fn, labels, logits, **kwargs)
+                expected = _value_and_grad(reference_fn, labels, logits, **kwargs)
+                for a, b in zip(fused, expected):
+                    np.testing.assert_allclose(a, b, rtol=5e-5, atol=1e-6, err_msg=f"{kind} {shape} {kwargs}")
+        labels, logits = _inputs(kind, rng, (64, 7), jnp.float32)
+        compiled = jax.jit(jax.grad(lambda z, g: jnp.sum(fused_fn(labels, z, gamma=g))))
+        static = jax.grad(lambda z: jnp.sum(fused_fn(labels, z, gamma=0.5)))(logits)
+        np.testing.assert_allclose(np.asarray(compiled(logits, jnp.float32(0.5))), np.asarray(static), rtol=1e-6)
+        bad_gamma = jax.jit(lambda z, g: fused_fn(labels, z, gamma=g))(logits, jnp.float32(-1.0))
+        assert np.all(np.isnan(np.asarray(bad_gamma)))
+        if kind == "sparse":
+            loss = np.asarray(fused_fn(labels.at[5].set(99), logits))
+            assert np.isnan(loss[5]) and np.all(np.isfinite(np.delete(loss, 5)))

@@ -10,8 +10,9 @@ The same arguments and semantics as the TensorFlow functions (focal_op.sparse_so
 works under jit, grad and vmap (vmap runs one call per batch element: give the losses any leading
 dims instead where you can). Hyper-parameters given as Python or NumPy numbers travel as
 attributes of the call; JAX arrays (e.g. a scheduled gamma) as an operand read at run time. On
-the CPU, labels outside [0, C) and bad run-time hyper-parameters raise (the handler's error, a
-JaxRuntimeError with the kernels' text); on the GPU such labels give NaN rows, as in TensorFlow.
+the CPU, labels outside [0, C) and bad run-time hyper-parameters raise (the handler's error, which
+JAX raises as ValueError: INVALID_ARGUMENT with the kernels' text); on the GPU such labels give NaN
+rows, as in TensorFlow.
 Without jax_enable_x64, float64 values (alpha, run-time hyper-parameters) reach the kernels as
 their two 32-bit halves, bit for bit; a float32 run-time hyper-parameter is widened exactly
 (float32 subnormals become 0).
