@@ -244,12 +244,38 @@ inline void transpose_16x16(__m512 (&rows)[16]) {
     rows[12 + k] = _mm512_shuffle_f32x4(high01, high23, 0xDD);
   }
 }
+#elif defined(__AVX2__)
+// In-register transpose of an 8 x 8 float tile: afterwards rows[k] lane l is what rows[l] lane k was.
+inline void transpose_8x8(__m256 (&rows)[8]) {
+  __m256 pairs[8];  // pairs[2i], pairs[2i+1]: rows 2i and 2i+1 interleaved (low, high halves of each 128 bits)
+  for (int i = 0; i < 4; ++i) {
+    pairs[2 * i] = _mm256_unpacklo_ps(rows[2 * i], rows[2 * i + 1]);
+    pairs[2 * i + 1] = _mm256_unpackhi_ps(rows[2 * i], rows[2 * i + 1]);
+  }
+  __m256 quads[8];  // quads[4i + k]: columns k and k + 4 of rows 4i .. 4i+3 (one per 128-bit half)
+  for (int i = 0; i < 2; ++i) {
+    quads[4 * i] = _mm256_shuffle_ps(pairs[4 * i], pairs[4 * i + 2], 0x44);
+    quads[4 * i + 1] = _mm256_shuffle_ps(pairs[4 * i], pairs[4 * i + 2], 0xEE);
+    quads[4 * i + 2] = _mm256_shuffle_ps(pairs[4 * i + 1], pairs[4 * i + 3], 0x44);
+    quads[4 * i + 3] = _mm256_shuffle_ps(pairs[4 * i + 1], pairs[4 * i + 3], 0xEE);
+  }
+  for (int k = 0; k < 4; ++k) {
+    rows[k] = _mm256_permute2f128_ps(quads[k], quads[4 + k], 0x20);
+    rows[4 + k] = _mm256_permute2f128_ps(quads[k], quads[4 + k], 0x31);
+  }
+}
+
+// Lanes [0, count) of a mask for _mm256_maskload_ps / _mm256_maskstore_ps.
+inline __m256i first_lanes_mask(int count) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
 #endif
 
 // The first `classes` columns of kRowLanes consecutive rows of `classes` values (row-major from
-// `rows`), one row per lane: columns[c] lane l = rows[l · classes + c]. With AVX-512 and float
-// values, 16-column tiles by masked row loads and an in-register transpose (vgatherdps is slow on
-// some CPUs); else gathers.
+// `rows`), one row per lane: columns[c] lane l = rows[l · classes + c]. For float values, tiles of
+// row loads (masked at a row's end) turned by an in-register transpose: 16 x 16 with AVX-512, 8 x 8
+// with AVX2 (vgatherdps, one load per lane, is slow on AMD cores); otherwise one load per value.
+// Only data moves, so every path gives the same bits.
 template <typename T>
 void load_columns(const T* rows, int64_t classes, RowVec* columns) {
 #if defined(__AVX512F__)
@@ -264,12 +290,28 @@ void load_columns(const T* rows, int64_t classes, RowVec* columns) {
     }
     return;
   }
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    for (int64_t first = 0; first < classes; first += 8) {
+      const int count = static_cast<int>(std::min<int64_t>(8, classes - first));
+      __m256 tile[8];
+      if (count == 8) {
+        for (int l = 0; l < 8; ++l) tile[l] = _mm256_loadu_ps(rows + l * classes + first);
+      } else {
+        const __m256i mask = first_lanes_mask(count);
+        for (int l = 0; l < 8; ++l) tile[l] = _mm256_maskload_ps(rows + l * classes + first, mask);
+      }
+      transpose_8x8(tile);
+      for (int k = 0; k < count; ++k) columns[first + k] = __builtin_bit_cast(RowVec, tile[k]);
+    }
+    return;
+  }
 #endif
   const RowInts row_starts = lane_ids() * static_cast<int32_t>(classes);
   for (int64_t c = 0; c < classes; ++c) columns[c] = gather_lanes(rows, row_starts + static_cast<int32_t>(c));
 }
 
-// The inverse of load_columns: rows[l · classes + c] = columns[c] lane l.
+// The inverse of load_columns: rows[l · classes + c] = columns[c] lane l (the same tiles, stored).
 template <typename T>
 void store_columns(const RowVec* columns, int64_t classes, T* rows) {
 #if defined(__AVX512F__)
@@ -283,6 +325,24 @@ void store_columns(const RowVec* columns, int64_t classes, T* rows) {
       }
       transpose_16x16(tile);
       for (int l = 0; l < 16; ++l) _mm512_mask_storeu_ps(rows + l * classes + first, mask, tile[l]);
+    }
+    return;
+  }
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    for (int64_t first = 0; first < classes; first += 8) {
+      const int count = static_cast<int>(std::min<int64_t>(8, classes - first));
+      __m256 tile[8];
+      for (int k = 0; k < 8; ++k) {
+        tile[k] = k < count ? __builtin_bit_cast(__m256, columns[first + k]) : _mm256_setzero_ps();
+      }
+      transpose_8x8(tile);
+      if (count == 8) {
+        for (int l = 0; l < 8; ++l) _mm256_storeu_ps(rows + l * classes + first, tile[l]);
+      } else {
+        const __m256i mask = first_lanes_mask(count);
+        for (int l = 0; l < 8; ++l) _mm256_maskstore_ps(rows + l * classes + first, mask, tile[l]);
+      }
     }
     return;
   }
