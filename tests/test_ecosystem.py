@@ -393,3 +393,17 @@ def test_private_tensorflow_behaviour_holds_for_this_version():
         grad_ops = [op for op in graph.get_operations() if op.type == "FocalOp>SigmoidFocalLossGrad"]
         assert len(grad_ops) == 1
         assert grad_ops[0].inputs[5].shape.rank == rank
+
+
+def test_a_build_without_the_xla_lowering_fails_at_trace_time(monkeypatch):
+    """Without the lowering (FOCAL_OP_WITH_XLA=OFF, or a TensorFlow without tf2xla headers) a
+    function traced for XLA raises a named error instead of running anything else."""
+    from focal_op import _build_info
+    monkeypatch.setattr(_build_info, "WITH_XLA", False)
+    logits = tf.zeros([2, 3])
+    for fn in (lambda z: focal_op.sparse_softmax_focal_loss([0, 1], z),
+               lambda z: focal_op.softmax_focal_loss(tf.ones([2, 3]) / 3, z),
+               lambda z: focal_op.sigmoid_focal_loss(tf.ones([2, 3]), z)):
+        with pytest.raises(focal_op.FocalOpXlaError, match="has no XLA lowering"):
+            tf.function(fn, jit_compile=True)(logits)
+        np.testing.assert_array_equal(tf.function(fn)(logits).numpy(), fn(logits).numpy())  # graphs still run

@@ -28,7 +28,7 @@ except ImportError:  # no TensorFlow: the kernel core, focal_op.jax, and the Ker
         pass
 else:
     from focal_op import losses, reference
-    from focal_op._loader import FocalOpBuildError, FocalOpBuildWarning, load_at_import, op_library
+    from focal_op._loader import FocalOpBuildError, FocalOpBuildWarning, FocalOpXlaError, load_at_import, op_library
     from focal_op.ops import sigmoid_focal_loss, softmax_focal_loss, sparse_softmax_focal_loss
 
     load_at_import()
@@ -45,4 +45,5 @@ __all__ = [
     "op_library",
     "FocalOpBuildError",
     "FocalOpBuildWarning",
+    "FocalOpXlaError",
 ]

@@ -57,8 +57,13 @@ def op_library():
         ) from err
 
 
+class FocalOpXlaError(Exception):
+    """This build of focal_op has no XLA lowering, and a function is being compiled by XLA.
+    (Exception's own constructor, so tf.function's AutoGraph passes it on with its type.)"""
+
+
 def require_xla_lowering_if_compiling() -> None:
-    """Raises FocalOpBuildError while tracing a function for XLA (jit_compile=True) when this
+    """Raises FocalOpXlaError while tracing a function for XLA (jit_compile=True) when this
     build has no XLA lowering of the ops (built with FOCAL_OP_WITH_XLA=OFF, or against a
     TensorFlow without the tf2xla headers): XLA could not compile the ops, and nothing else
     stands in for them."""
@@ -66,7 +71,7 @@ def require_xla_lowering_if_compiling() -> None:
 
     if getattr(_build_info, "WITH_XLA", False) or not in_xla_context():
         return
-    raise FocalOpBuildError(
+    raise FocalOpXlaError(
         "this focal_op build has no XLA lowering (FOCAL_OP_WITH_XLA was off or TensorFlow lacked the tf2xla "
         "headers; see docs/design.md), so its ops cannot run inside jit_compile=True. Compile without XLA "
         "(e.g. Keras model.compile(..., jit_compile=False)) or rebuild focal_op with the lowering."
