@@ -52,6 +52,14 @@ def check_dense1(ns):
     assert ns["model"].output_shape == (None, 1) and ns["y"].shape == (256,)
 
 
+def check_jax(ns):
+    import focal_op.jax as fj
+
+    want = fj.reference.sparse_softmax_focal_loss(ns["labels"], ns["logits"], gamma=2.0, alpha=0.25)
+    np.testing.assert_allclose(np.asarray(ns["loss"]), np.asarray(want), rtol=1e-5, atol=1e-7)
+    assert ns["grad"].shape == ns["logits"].shape and np.all(np.isfinite(np.asarray(ns["grad"])))
+
+
 CHECKS = {
     "ignore_class=0)": check_sparse,
     "softmax_focal_loss(soft_targets": check_soft,
@@ -59,6 +67,7 @@ CHECKS = {
     "class_weights(": check_class_weights,
     "focal_op.losses.BinaryFocalLoss(apply_class_balancing=True": check_keras_after,
     "keras.layers.Dense(1)": check_dense1,
+    "fj.sparse_softmax_focal_loss(labels, logits, gamma=2.0, alpha=0.25)": check_jax,
 }
 
 
