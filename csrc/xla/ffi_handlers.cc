@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "focal_cpu.h"
@@ -467,49 +468,47 @@ ffi::Error SigmoidBackward(typename Platform::Decoded context, ffi::AnyBuffer lo
 
 // ---- bindings ---------------------------------------------------------------------------------
 
+// What every target takes first: the platform's context and the operands logits, labels, alpha
+// and scalars.
 template <typename Platform>
-auto SoftmaxForwardBinding() {
+auto CommonOperands() {
   return ffi::Ffi::Bind()
       .Ctx<typename Platform::Context>()
-      .template Arg<ffi::AnyBuffer>()  // logits
-      .template Arg<ffi::AnyBuffer>()  // labels
-      .template Arg<ffi::AnyBuffer>()  // alpha
-      .template Arg<ffi::AnyBuffer>()  // scalars
-      .template Ret<ffi::AnyBuffer>()  // loss
-      .template Ret<ffi::AnyBuffer>()  // row_stats
+      .template Arg<ffi::AnyBuffer>()   // logits
+      .template Arg<ffi::AnyBuffer>()   // labels
+      .template Arg<ffi::AnyBuffer>()   // alpha
+      .template Arg<ffi::AnyBuffer>();  // scalars
+}
+
+// The softmax targets' attributes, after their results.
+template <typename Binding>
+auto SoftmaxAttributes(Binding binding) {
+  return std::move(binding)  // a Binding is extended as an rvalue
       .template Attr<double>("gamma")
       .template Attr<double>("epsilon")
       .template Attr<double>("label_smoothing")
       .template Attr<int64_t>("ignore_class")
       .template Attr<bool>("has_ignore_class");
+}
+
+template <typename Platform>
+auto SoftmaxForwardBinding() {
+  return SoftmaxAttributes(CommonOperands<Platform>()
+                               .template Ret<ffi::AnyBuffer>()    // loss
+                               .template Ret<ffi::AnyBuffer>());  // row_stats
 }
 
 template <typename Platform>
 auto SoftmaxBackwardBinding() {
-  return ffi::Ffi::Bind()
-      .Ctx<typename Platform::Context>()
-      .template Arg<ffi::AnyBuffer>()  // logits
-      .template Arg<ffi::AnyBuffer>()  // labels
-      .template Arg<ffi::AnyBuffer>()  // alpha
-      .template Arg<ffi::AnyBuffer>()  // scalars
-      .template Arg<ffi::AnyBuffer>()  // row_stats
-      .template Arg<ffi::AnyBuffer>()  // loss_grad
-      .template Ret<ffi::AnyBuffer>()  // logits_grad
-      .template Attr<double>("gamma")
-      .template Attr<double>("epsilon")
-      .template Attr<double>("label_smoothing")
-      .template Attr<int64_t>("ignore_class")
-      .template Attr<bool>("has_ignore_class");
+  return SoftmaxAttributes(CommonOperands<Platform>()
+                               .template Arg<ffi::AnyBuffer>()    // row_stats
+                               .template Arg<ffi::AnyBuffer>()    // loss_grad
+                               .template Ret<ffi::AnyBuffer>());  // logits_grad
 }
 
 template <typename Platform>
 auto SigmoidForwardBinding() {
-  return ffi::Ffi::Bind()
-      .Ctx<typename Platform::Context>()
-      .template Arg<ffi::AnyBuffer>()  // logits
-      .template Arg<ffi::AnyBuffer>()  // labels
-      .template Arg<ffi::AnyBuffer>()  // alpha
-      .template Arg<ffi::AnyBuffer>()  // scalars
+  return CommonOperands<Platform>()
       .template Ret<ffi::AnyBuffer>()  // loss
       .template Attr<double>("gamma")
       .template Attr<double>("label_smoothing")
@@ -518,12 +517,7 @@ auto SigmoidForwardBinding() {
 
 template <typename Platform>
 auto SigmoidBackwardBinding() {
-  return ffi::Ffi::Bind()
-      .Ctx<typename Platform::Context>()
-      .template Arg<ffi::AnyBuffer>()  // logits
-      .template Arg<ffi::AnyBuffer>()  // labels
-      .template Arg<ffi::AnyBuffer>()  // alpha
-      .template Arg<ffi::AnyBuffer>()  // scalars
+  return CommonOperands<Platform>()
       .template Arg<ffi::AnyBuffer>()  // loss_grad
       .template Ret<ffi::AnyBuffer>()  // logits_grad
       .template Attr<double>("gamma")
