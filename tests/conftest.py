@@ -10,8 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-# test files that need no TensorFlow: the kernel core through pybind11 (CPU and CUDA)
-KERNEL_CORE_TESTS = {"test_numpy_oracle.py", "test_cuda_kernels.py"}
+# test files that need no TensorFlow: the kernel core through pybind11 (CPU and CUDA) and focal_op.jax
+KERNEL_CORE_TESTS = {"test_numpy_oracle.py", "test_cuda_kernels.py", "test_jax.py"}
 
 try:
     import tensorflow as tf
@@ -41,6 +41,17 @@ def random_logits(rng, shape, scale=3.0, dtype=np.float64):
 
 def random_labels(rng, batch_shape, classes, dtype=np.int64):
     return rng.integers(0, classes, size=batch_shape).astype(dtype)
+
+
+def loss_inputs(kind, rng, shape, dtype):
+    """(labels, logits) tensors for a loss kind: "sparse" (int64 class indices), "dense" (soft labels
+    that sum to 1) or "sigmoid" (0/1 targets, 30 % positive)."""
+    logits = tf.constant(random_logits(rng, shape), dtype)
+    if kind == "sparse":
+        return random_labels(rng, shape[:-1], shape[-1]), logits
+    if kind == "dense":
+        return tf.constant(rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]), dtype), logits
+    return tf.constant((rng.uniform(size=shape) < 0.3).astype(np.float64), dtype), logits
 
 
 def value_and_gradient(loss_fn, labels, logits, **kwargs):

@@ -12,20 +12,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TOLERANCE, random_labels, random_logits, value_and_gradient
+from conftest import loss_inputs, value_and_gradient
 
 import focal_op
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def _inputs(kind, rng, shape, dtype):
-    logits = tf.constant(random_logits(rng, shape), dtype)
-    if kind == "sparse":
-        return random_labels(rng, shape[:-1], shape[-1]), logits
-    if kind == "dense":
-        return tf.constant(rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]), dtype), logits
-    return tf.constant((rng.uniform(size=shape) < 0.3).astype(np.float64), dtype), logits
 
 
 LOSSES = {
@@ -342,7 +333,7 @@ def test_gradient_through_a_matmul_in_a_graph(kind, rng):
     buffer (forward_input_or_allocate_output); the result must not change."""
     x = tf.constant(rng.standard_normal((257, 8)), tf.float32)
     w = tf.Variable(rng.standard_normal((8, 33)).astype(np.float32))
-    labels, _ = _inputs(kind, rng, (257, 33), tf.float32)
+    labels, _ = loss_inputs(kind, rng, (257, 33), tf.float32)
     reference = {"sparse": focal_op.reference.sparse_softmax_focal_loss,
                  "dense": focal_op.reference.softmax_focal_loss,
                  "sigmoid": focal_op.reference.sigmoid_focal_loss}[kind]

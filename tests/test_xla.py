@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import random_labels, random_logits
+from conftest import loss_inputs
 
 import focal_op
 from focal_op import _build_info
@@ -24,15 +24,6 @@ TARGETS = {
     "dense": ("focal_op_softmax_forward", "focal_op_softmax_backward"),
     "sigmoid": ("focal_op_sigmoid_forward", "focal_op_sigmoid_backward"),
 }
-
-
-def _inputs(kind, rng, shape, dtype):
-    logits = tf.constant(random_logits(rng, shape), dtype)
-    if kind == "sparse":
-        return random_labels(rng, shape[:-1], shape[-1]), logits
-    if kind == "dense":
-        return tf.constant(rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]), dtype), logits
-    return tf.constant((rng.uniform(size=shape) < 0.3).astype(np.float64), dtype), logits
 
 
 def _loss_fn(kind, **kwargs):
@@ -68,7 +59,7 @@ def _run(step, loss_fn, labels, logits, **function_options):
 
 @pytest.mark.parametrize("kind", list(TARGETS))
 def test_compiled_hlo_calls_the_kernels_and_holds_no_composite(kind, rng):
-    labels, logits = _inputs(kind, rng, (8, 5), tf.float32)
+    labels, logits = loss_inputs(kind, rng, (8, 5), tf.float32)
     loss_fn = _loss_fn(kind, gamma=2.0, alpha=0.25)
     compiled = tf.function(_step(loss_fn), jit_compile=True)
     hlo = compiled.experimental_get_compiler_ir(labels, logits, _upstream(loss_fn, labels, logits))(stage="hlo")
@@ -88,7 +79,7 @@ def test_values_and_gradients_are_bitwise_those_outside_xla(kind, dtype, rng):
              dict(gamma=1.7, epsilon=1e-3), dict(ignore_class=1)]
     # 4099 x 33 rows are split over XLA's intra-op threads (and TensorFlow's outside XLA)
     for shape in [(16, 10), (6, 1000), (2, 3, 4), (4099, 33)]:
-        labels, logits = _inputs(kind, rng, shape, dtype)
+        labels, logits = loss_inputs(kind, rng, shape, dtype)
         for case in cases:
             kwargs = dict(case)
             if kwargs.get("alpha") == "vector":
@@ -104,7 +95,7 @@ def test_values_and_gradients_are_bitwise_those_outside_xla(kind, dtype, rng):
 
 @pytest.mark.parametrize("reduction", ["sum_over_classes", "mean_over_classes", "sum", "mean"])
 def test_sigmoid_reductions_under_xla(reduction, rng):
-    labels, logits = _inputs("sigmoid", rng, (33, 7), tf.float32)
+    labels, logits = loss_inputs("sigmoid", rng, (33, 7), tf.float32)
     loss_fn = _loss_fn("sigmoid", reduction=reduction, alpha=0.25)
     graph = _run(_step(loss_fn), loss_fn, labels, logits)
     xla = _run(_step(loss_fn), loss_fn, labels, logits, jit_compile=True)
@@ -117,7 +108,7 @@ def test_sigmoid_reductions_under_xla(reduction, rng):
 
 @pytest.mark.parametrize("kind", list(TARGETS))
 def test_a_variable_gamma_is_read_at_every_call(kind, rng):
-    labels, logits = _inputs(kind, rng, (40, 6), tf.float32)
+    labels, logits = loss_inputs(kind, rng, (40, 6), tf.float32)
     gamma = tf.Variable(2.0, dtype=tf.float64)
     compiled = tf.function(_step(_loss_fn(kind, gamma=gamma)), jit_compile=True)
     upstream = _upstream(_loss_fn(kind), labels, logits)
@@ -171,7 +162,7 @@ def test_constant_bad_tensors_fail_when_compiled():
 
 
 def test_saved_model_of_a_jit_compiled_function(tmp_path, rng):
-    labels, logits = _inputs("sparse", rng, (12, 5), tf.float32)
+    labels, logits = loss_inputs("sparse", rng, (12, 5), tf.float32)
 
     class Module(tf.Module):
         @tf.function(jit_compile=True, input_signature=[tf.TensorSpec([None], tf.int64),
@@ -231,7 +222,7 @@ def test_on_the_gpu_xla_runs_the_cuda_kernels(kind, rng):
     """XLA:GPU calls the "CUDA" handlers: the same values as the GPU op outside XLA, a run-time
     gamma read from device memory, NaN rows for out-of-range labels (no host synchronisation)."""
     with tf.device("GPU:0"):
-        labels, logits = _inputs(kind, rng, (300, 17), tf.float32)
+        labels, logits = loss_inputs(kind, rng, (300, 17), tf.float32)
         gamma = tf.Variable(2.0, dtype=tf.float64)
         loss_fn = _loss_fn(kind, gamma=gamma, alpha=0.25)
         upstream = _upstream(loss_fn, labels, logits)
