@@ -109,9 +109,7 @@ def _f64_operand(values):
     """float64 values as a call operand: float64 arrays under jax_enable_x64, else their 32-bit
     halves (uint32 [..., 2], the same bytes; the handlers read either)."""
     if _is_array(values):
-        if values.dtype == jnp.float64:
-            return values
-        return _f32_as_f64_halves(values)
+        return values.astype(jnp.float64) if jax.config.jax_enable_x64 else _f32_as_f64_halves(values)
     values = np.asarray(values, np.float64)
     if jax.config.jax_enable_x64:
         return jnp.asarray(values)
@@ -138,12 +136,8 @@ def _hyper_parameters(named, attrs):
         attrs.update({k: np.float64(_arguments.as_number(v)) for k, v in named.items()})
         return _f64_operand(np.zeros([0]))
     attrs.update({k: np.float64(0.0) for k in named})
-    parts = [jnp.reshape(v, [1]).astype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32) if _is_array(v)
-             else np.float64(_arguments.as_number(v)) for k, v in named.items()]
-    if jax.config.jax_enable_x64:
-        return jnp.concatenate([jnp.reshape(jnp.asarray(p, jnp.float64), [1]) for p in parts])
-    return jnp.concatenate([_f32_as_f64_halves(jnp.reshape(p, [1])) if _is_array(p)
-                            else _f64_operand(np.reshape(p, [1])) for p in parts])
+    return jnp.concatenate([_f64_operand(jnp.reshape(v, [1]) if _is_array(v) else [_arguments.as_number(v)])
+                            for v in named.values()])
 
 
 def _alpha_operand(alpha, logits, sigmoid):
