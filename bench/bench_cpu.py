@@ -7,6 +7,7 @@ Suites: sparse (integer labels), dense (one-hot labels) and sigmoid (multi-label
     python bench/bench_cpu.py --suite sparse --quick  # one suite, smaller shapes
     python bench/bench_cpu.py --json-dir bench/results  # also write cpu_<suite>.json
     python bench/bench_cpu.py --suite keras           # a Keras train step, jit_compile True vs False
+    python bench/bench_cpu.py --suite sparse --shape 65536x10 --only "CE, XLA"  # one shape, one baseline
 
 Every ratio is "that implementation's median time / focal_op's median time" from the same run;
 the steps of a shape are timed in interleaved rounds (see _time_interleaved).
@@ -171,9 +172,10 @@ def _timed_copy(src, dst):
     return time.perf_counter() - t0
 
 
-def _cases(suite, shapes):
+def _cases(suite, shapes, only=None):
     """(shape, labels, logits, implementation name, loss function, mode) for every pair measured:
-    one set of inputs per shape; eager rows are skipped above 40M elements."""
+    one set of inputs per shape; eager rows are skipped above 40M elements; `only`: name parts to keep
+    (the fused op always stays, every ratio is against it)."""
     rng = np.random.default_rng(0)
     for shape in shapes:
         n, c = shape
@@ -182,14 +184,16 @@ def _cases(suite, shapes):
         for name, (loss_fn, mode) in _implementations(suite).items():
             if mode == "eager" and n * c > 40_000_000:
                 continue
+            if only and name != "focal_op fused" and not any(part in name for part in only):
+                continue
             yield shape, labels, logits, name, loss_fn, mode
 
 
-def run(suite, shapes, repeats, min_seconds):
+def run(suite, shapes, repeats, min_seconds, only=None):
     """Times every implementation's forward and forward+backward, shape by shape (`repeats`
     interleaved rounds per shape)."""
     by_shape = {}
-    for shape, labels, logits, name, loss_fn, mode in _cases(suite, shapes):
+    for shape, labels, logits, name, loss_fn, mode in _cases(suite, shapes, only):
         by_shape.setdefault(shape, (labels, logits, {}))[2][name] = (loss_fn, mode)
     results = []
     for shape, (labels, logits, implementations) in by_shape.items():
@@ -224,9 +228,10 @@ def forward_peak_mib(suite, shapes):
     return peaks
 
 
-def measure_peaks_in_child(suite, quick):
+def measure_peaks_in_child(suite, shapes):
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true", TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, os.path.abspath(__file__), "--memory-child", "--suite", suite] + (["--quick"] if quick else [])
+    command = [sys.executable, os.path.abspath(__file__), "--memory-child", "--suite", suite]
+    command += [arg for n, c in shapes for arg in ("--shape", f"{n}x{c}")]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     if done.returncode != 0:
         print(f"peak-memory child failed:\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -303,12 +308,18 @@ def main():
     parser.add_argument("--suite", action="append", choices=["sparse", "dense", "sigmoid", "keras"],
                         help="run only these suites (repeatable); default: all")
     parser.add_argument("--quick", action="store_true", help="smaller shapes and fewer repeats")
+    parser.add_argument("--shape", action="append", metavar="NxC",
+                        help="time only these shapes (repeatable, e.g. 65536x10); default: the four above")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="time only the implementations whose name contains NAME (repeatable; focal_op fused always)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--json-dir", help="write cpu_<suite>.json measurements into this folder")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory column")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shape:
+        shapes = [tuple(int(d) for d in shape.lower().split("x")) for shape in args.shape]
     if args.memory_child:
         print(json.dumps(forward_peak_mib(args.suite[0], shapes)))
         return
@@ -319,8 +330,8 @@ def main():
         if suite == "keras":
             keras_train_steps()
             continue
-        rows = run(suite, shapes, repeats, min_seconds)
-        peaks = {} if args.no_memory else measure_peaks_in_child(suite, args.quick)
+        rows = run(suite, shapes, repeats, min_seconds, args.only)
+        peaks = {} if args.no_memory else measure_peaks_in_child(suite, shapes)
         for row in rows:
             for name, result in row["results"].items():
                 result["forward_peak_mib"] = peaks.get("x".join(map(str, row["shape"])), {}).get(name)
