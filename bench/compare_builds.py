@@ -54,12 +54,15 @@ def measure(path):
             _, stats = core.dense_softmax_forward(labels, z)
             core.dense_softmax_backward(labels, z, stats, upstream)
 
-        def sigmoid():
-            core.sigmoid_forward(one_hot, z, alpha=0.25)
-            core.sigmoid_backward(one_hot, z, np.ones_like(z), alpha=0.25)
+        def sigmoid(alpha=0.25):
+            core.sigmoid_forward(one_hot, z, alpha=alpha)
+            core.sigmoid_backward(one_hot, z, np.ones_like(z), alpha=alpha)
+
+        class_alpha = np.linspace(0.1, 0.9, classes)
 
         for name, step in (("sparse", sparse), ("dense one-hot", lambda: dense(one_hot)),
-                           ("dense soft", lambda: dense(soft)), ("sigmoid", sigmoid)):
+                           ("dense soft", lambda: dense(soft)), ("sigmoid", sigmoid),
+                           ("sigmoid class alpha", lambda: sigmoid(class_alpha))):
             print(f"{name}\t{rows}x{classes}\t{best_ms(step):.3f}", flush=True)
 
 

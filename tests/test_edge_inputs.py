@@ -349,10 +349,18 @@ def all_outputs(logits, labels, soft, ignore_class):
         loss, stats = core.dense_softmax_forward(soft, logits, **kwargs)
         out[f"dense_{name}"] = (loss, stats, core.dense_softmax_backward(soft, logits, stats, upstream, **kwargs))
     y = soft.round()
+    class_alpha = np.linspace(0.1, 0.9, classes)
     out["sigmoid"] = (core.sigmoid_forward(y, logits, alpha=0.25),
                       core.sigmoid_forward(y, logits, alpha=0.25, sum_over_classes=True),
                       core.sigmoid_backward(y, logits, upstream[:, None], alpha=0.25),
                       core.sigmoid_backward(y, logits, np.ones_like(logits), gamma=0.5))
+    # smoothed labels: the terms where an FMA can be formed in more than one way
+    out["sigmoid_smooth"] = (core.sigmoid_forward(y, logits, alpha=0.25, label_smoothing=0.05),
+                             core.sigmoid_forward(y, logits, alpha=class_alpha, gamma=3.0, label_smoothing=0.1),
+                             core.sigmoid_backward(y, logits, np.full_like(logits, 0.75), alpha=0.25,
+                                                   label_smoothing=0.05),
+                             core.sigmoid_backward(y, logits, upstream[:, None], alpha=class_alpha,
+                                                   label_smoothing=0.1))
     return out
 
 

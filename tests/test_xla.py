@@ -195,8 +195,10 @@ AUTO_CLUSTERING = textwrap.dedent("""
     expected = [t.numpy() for t in step()]
     for _ in range(3):
         result = [t.numpy() for t in tf.function(step)()]
+    # the layer's matmuls sum in another order in XLA than in oneDNN: gradient entries that
+    # cancel to ~1e-4 keep an absolute error relative to the gradient's scale
     for a, b in zip(result, expected):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
     print("ok")
 """)
 

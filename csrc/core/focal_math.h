@@ -552,7 +552,11 @@ FOCAL_HD SigmoidFocalTerm<Acc> sigmoid_focal(Acc x, Acc y, bool has_alpha, Acc a
   return {weight * bce, weight * (gamma * (splat<Acc>(1) - splat<Acc>(2) * y) * r * bce_capped + p_minus_y)};
 }
 
-FOCAL_HD float smooth_binary_label(float y, float s) { return y * (1.0f - s) + 0.5f * s; }
+// F: a float or a vector of floats (the CPU's whole-vector sigmoid loop)
+template <typename F>
+FOCAL_HD F smooth_binary_label(F y, float s) {
+  return y * (1.0f - s) + 0.5f * s;
+}
 FOCAL_HD double smooth_binary_label(double y, double s) { return y * (1.0 - s) + 0.5 * s; }
 
 }  // namespace focal

@@ -19,6 +19,46 @@ constexpr int kSigmoidBackward = 1;
 constexpr int kSigmoidBackwardConstant = 2;
 constexpr int kSigmoidSum = 3;
 
+// sigmoid_segment's elementwise modes for float accumulation, in explicit vectors of kRowLanes
+// elements, the last one padded: every element takes the same instructions wherever a range
+// starts or ends. (A compiler-vectorised loop leaves a scalar head or tail, where FMA
+// contraction can differ from the vector body by an ulp, so results would depend on how the
+// elements are split over threads.)
+template <typename VecMath, bool kPerColumn, bool kHasAlpha, int kMode, typename T, typename Out>
+void sigmoid_segment_vectors(const T* logits, const T* labels, const T* loss_grad, float upstream, int64_t begin,
+                             int64_t end, const float* alpha_row, float shared_alpha, float gamma, float smoothing,
+                             Out* out) {
+  const RowVec gamma_v = splat<RowVec>(gamma);
+  const RowVec shared_alpha_v = splat<RowVec>(shared_alpha);
+  const auto value_of = [&](const T* x, const T* y, const float* alpha, const T* element_upstream) {
+    const SigmoidFocalTerm<RowVec> term =
+        sigmoid_focal<VecMath>(load_lanes(x), smooth_binary_label(load_lanes(y), smoothing), kHasAlpha,
+                               kPerColumn ? load_row_vec(alpha) : shared_alpha_v, gamma_v);
+    return kMode == kSigmoidForward    ? term.loss
+           : kMode == kSigmoidBackward ? load_lanes(element_upstream) * term.dloss_dx
+                                       : upstream * term.dloss_dx;
+  };
+  int64_t i = begin;
+  for (; i + kRowLanes <= end; i += kRowLanes) {
+    store_lanes(value_of(logits + i, labels + i, kPerColumn ? alpha_row + i : nullptr,
+                         kMode == kSigmoidBackward ? loss_grad + i : nullptr),
+                out + i);
+  }
+  if (i == end) return;
+  const int count = static_cast<int>(end - i);
+  T x[kRowLanes] = {}, y[kRowLanes] = {}, element_upstream[kRowLanes] = {};
+  float alpha[kRowLanes] = {};
+  for (int l = 0; l < count; ++l) {
+    x[l] = logits[i + l];
+    y[l] = labels[i + l];
+    if (kPerColumn) alpha[l] = alpha_row[i + l];
+    if (kMode == kSigmoidBackward) element_upstream[l] = loss_grad[i + l];
+  }
+  Out values[kRowLanes];
+  store_lanes(value_of(x, y, alpha, element_upstream), values);
+  for (int l = 0; l < count; ++l) out[i + l] = values[l];
+}
+
 template <typename VecMath, bool kPerColumn, bool kHasAlpha, int kMode, typename T, typename Out = T>
 acc_t<T> sigmoid_segment(const T* logits, const T* labels, const T* loss_grad, acc_t<T> upstream, int64_t begin,
                          int64_t end, const acc_t<T>* alpha_row, acc_t<T> shared_alpha, acc_t<T> gamma,
@@ -29,6 +69,11 @@ acc_t<T> sigmoid_segment(const T* logits, const T* labels, const T* loss_grad, a
     const Acc a = kPerColumn ? alpha_row[i] : shared_alpha;
     return sigmoid_focal<VecMath>(load_acc(logits[i]), y, kHasAlpha, a, gamma);
   };
+  if constexpr (kHasShortRows<T> && kMode != kSigmoidSum) {
+    sigmoid_segment_vectors<VecMath, kPerColumn, kHasAlpha, kMode>(logits, labels, loss_grad, upstream, begin, end,
+                                                                  alpha_row, shared_alpha, gamma, smoothing, out);
+    return 0;
+  }
   Acc loss_sum = 0;
   for (int64_t block = begin; block < end; block += kSumBlock) {
     const int64_t block_end = std::min(end, block + kSumBlock);
