@@ -275,9 +275,12 @@ inline __m256i first_lanes_mask(int count) {
 // `rows`), one row per lane: columns[c] lane l = rows[l · classes + c]. For float values, tiles of
 // row loads (masked at a row's end) turned by an in-register transpose: 16 x 16 with AVX-512, 8 x 8
 // with AVX2 (vgatherdps, one load per lane, is slow on AMD cores); otherwise one load per value.
-// Only data moves, so every path gives the same bits.
+// Only data moves, so every path gives the same bits. A tile is stored whole (columns past
+// `classes` get zeros): `columns` has room for kShortRow, and a fixed count of vector stores
+// beats the variable-length copy the compiler would make of the first `classes - first`.
 template <typename T>
-void load_columns(const T* rows, int64_t classes, RowVec* columns) {
+void load_columns(const T* rows, int64_t classes, RowVec (&columns)[kShortRow]) {
+  static_assert(kShortRow % 16 == 0, "whole 16- and 8-wide tiles fit in columns");
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     for (int64_t first = 0; first < classes; first += 16) {
@@ -286,7 +289,7 @@ void load_columns(const T* rows, int64_t classes, RowVec* columns) {
       __m512 tile[16];
       for (int l = 0; l < 16; ++l) tile[l] = _mm512_maskz_loadu_ps(mask, rows + l * classes + first);
       transpose_16x16(tile);
-      for (int k = 0; k < count; ++k) columns[first + k] = __builtin_bit_cast(RowVec, tile[k]);
+      for (int k = 0; k < 16; ++k) columns[first + k] = __builtin_bit_cast(RowVec, tile[k]);
     }
     return;
   }
@@ -302,7 +305,7 @@ void load_columns(const T* rows, int64_t classes, RowVec* columns) {
         for (int l = 0; l < 8; ++l) tile[l] = _mm256_maskload_ps(rows + l * classes + first, mask);
       }
       transpose_8x8(tile);
-      for (int k = 0; k < count; ++k) columns[first + k] = __builtin_bit_cast(RowVec, tile[k]);
+      for (int k = 0; k < 8; ++k) columns[first + k] = __builtin_bit_cast(RowVec, tile[k]);
     }
     return;
   }

@@ -137,7 +137,9 @@ void short_rows_forward(const T* logits, const ShortRowTargets& targets, int64_t
   const RowNormalizer<RowVec> row = row_normalizer<VectorMath>(block.max_logit, block.sum_others);
   SoftmaxRowStats<RowVec> stats{block.max_logit, row.sum_others, RowVec{}, RowVec{}};
   RowVec row_loss{};
-  accumulate_class<VecMath>(target_logit, row, targets.weight, gather_lanes(alpha, targets.target), constants.gamma,
+  // one alpha for every class (the common case): a broadcast, no gather
+  const RowVec target_alpha = params.alpha_size <= 1 ? splat<RowVec>(alpha[0]) : gather_lanes(alpha, targets.target);
+  accumulate_class<VecMath>(target_logit, row, targets.weight, target_alpha, constants.gamma,
                             constants.epsilon, row_loss, stats.grad_weight_rest, stats.grad_weight_argmax);
   store_lanes(row_loss_or_nan(row_loss, row.sum_others), loss + first_row);
   store_short_row_stats(stats, row_stats + first_row * kSoftmaxRowStats);
