@@ -154,9 +154,34 @@ struct SparseShortBlock {
   bool any_valid;
 };
 
+// A whole block whose labels are all in [0, C) and none ignored (the common case), checked without
+// a branch per row: true and the targets set, else false (sparse_short_block's per-row kinds decide).
+template <typename Label>
+bool all_targets_valid(const Label* labels, int64_t classes, const SoftmaxFocalParams& params, RowInts& target) {
+  // a negative ignore_class is out of range anyway: -1 stands for "none"
+  const int64_t ignored = params.has_ignore_class ? params.ignore_class : -1;
+  bool bad = false;
+  for (int l = 0; l < kRowLanes; ++l) {
+    const int64_t t = static_cast<int64_t>(labels[l]);
+    bad |= (static_cast<uint64_t>(t) >= static_cast<uint64_t>(classes)) | (t == ignored);
+    target[l] = static_cast<int32_t>(t);
+  }
+  return !bad;
+}
+
 inline SparseShortBlock sparse_short_block(SparseLabels labels, int64_t first, int64_t count, int64_t classes,
                                     const SoftmaxFocalParams& params) {
   SparseShortBlock block;
+  block.targets.weight = splat<RowVec>(1);
+  if (count == kRowLanes &&
+      (labels.wide ? all_targets_valid(static_cast<const int64_t*>(labels.data) + first, classes, params,
+                                       block.targets.target)
+                   : all_targets_valid(static_cast<const int32_t*>(labels.data) + first, classes, params,
+                                       block.targets.target))) {
+    for (int l = 0; l < kRowLanes; ++l) block.kind[l] = RowKind::kValid;
+    block.all_valid = block.any_valid = true;
+    return block;
+  }
   block.all_valid = count == kRowLanes;
   block.any_valid = false;
   for (int l = 0; l < kRowLanes; ++l) {
@@ -166,7 +191,6 @@ inline SparseShortBlock sparse_short_block(SparseLabels labels, int64_t first, i
     block.any_valid |= valid;
     block.targets.target[l] = valid ? static_cast<int32_t>(labels[first + l]) : 0;
   }
-  block.targets.weight = splat<RowVec>(1);
   return block;
 }
 
