@@ -448,12 +448,23 @@ FOCAL_HD Acc row_fill(RowKind kind) {
 
 FOCAL_HD RowKind dense_row_kind(int64_t classes) { return classes > 0 ? RowKind::kValid : RowKind::kEmpty; }
 
+// The ignored class as one label value: -1 when there is none (out of range anyway), so the
+// check below needs no flag.
+FOCAL_HD int64_t ignored_label(const SoftmaxFocalParams& params) {
+  return params.has_ignore_class ? params.ignore_class : -1;
+}
+
+// A sparse label that is computed: in [0, C) and not the ignored label (one expression, no
+// branch, so a block's labels can be checked in a vectorised pass).
+FOCAL_HD bool sparse_label_valid(int64_t t, int64_t classes, int64_t ignored) {
+  return (static_cast<uint64_t>(t) < static_cast<uint64_t>(classes)) & (t != ignored);
+}
+
 template <typename Label>
 FOCAL_HD RowKind sparse_row_kind(Label label, int64_t classes, const SoftmaxFocalParams& params) {
   const int64_t t = static_cast<int64_t>(label);
-  if (params.has_ignore_class && t == params.ignore_class) return RowKind::kIgnored;
-  if (t < 0 || t >= classes) return RowKind::kOutOfRange;
-  return RowKind::kValid;
+  if (sparse_label_valid(t, classes, ignored_label(params))) return RowKind::kValid;
+  return params.has_ignore_class && t == params.ignore_class ? RowKind::kIgnored : RowKind::kOutOfRange;
 }
 
 // Adds class c's contribution to a row's loss and to its split Σ g. Sum is the accumulator

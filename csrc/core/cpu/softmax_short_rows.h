@@ -158,15 +158,14 @@ struct SparseShortBlock {
 // a branch per row: true and the targets set, else false (sparse_short_block's per-row kinds decide).
 template <typename Label>
 bool all_targets_valid(const Label* labels, int64_t classes, const SoftmaxFocalParams& params, RowInts& target) {
-  // a negative ignore_class is out of range anyway: -1 stands for "none"
-  const int64_t ignored = params.has_ignore_class ? params.ignore_class : -1;
-  bool bad = false;
+  const int64_t ignored = ignored_label(params);
+  bool valid = true;
   for (int l = 0; l < kRowLanes; ++l) {
     const int64_t t = static_cast<int64_t>(labels[l]);
-    bad |= (static_cast<uint64_t>(t) >= static_cast<uint64_t>(classes)) | (t == ignored);
+    valid &= sparse_label_valid(t, classes, ignored);
     target[l] = static_cast<int32_t>(t);
   }
-  return !bad;
+  return valid;
 }
 
 inline SparseShortBlock sparse_short_block(SparseLabels labels, int64_t first, int64_t count, int64_t classes,
